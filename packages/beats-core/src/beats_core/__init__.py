@@ -1,0 +1,75 @@
+"""beats-core: the BEATs audio transformer, its preprocessing, checkpoints and plugins.
+
+The public API is importable from the package root. Names are resolved lazily, so
+``import beats_core`` (and the ``beats`` command) stays fast until a model is
+actually needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from beats_core.__about__ import __version__
+from beats_core.errors import (
+    AudioDecodeError,
+    BeatsError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    PluginError,
+    PluginWarning,
+)
+from beats_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from beats_core.audio import audio_info, load_audio
+    from beats_core.checkpoint import load_checkpoint, save_checkpoint
+    from beats_core.config import BEATsConfig
+    from beats_core.download import ensure_checkpoint
+    from beats_core.fbank import compute_fbank
+    from beats_core.model import BEATs
+    from beats_core.plugins import collect_registrations, get_plugin_manager
+    from beats_core.registry import DEFAULT_MODEL, ModelInfo, list_available_models
+
+_LAZY = {
+    "BEATs": "model",
+    "BEATsConfig": "config",
+    "compute_fbank": "fbank",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "load_audio": "audio",
+    "audio_info": "audio",
+    "DEFAULT_MODEL": "registry",
+    "ModelInfo": "registry",
+    "list_available_models": "registry",
+    "ensure_checkpoint": "download",
+    "collect_registrations": "plugins",
+    "get_plugin_manager": "plugins",
+}
+
+__all__ = [
+    "AudioDecodeError",
+    "BeatsError",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "PluginError",
+    "PluginWarning",
+    "__version__",
+    "hookimpl",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'beats_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"beats_core.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

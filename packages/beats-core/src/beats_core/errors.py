@@ -1,0 +1,48 @@
+"""The exception hierarchy of the beats packages.
+
+Every error raised on purpose by a beats package is a :class:`BeatsError`, so
+``except BeatsError`` catches anything the library reports. Each class also
+derives from the builtin exception that fits, so code that catches ``OSError`` or
+``ValueError`` keeps working. Messages name the file, model or plugin involved and
+say what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudioDecodeError",
+    "BeatsError",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "PluginError",
+    "PluginWarning",
+]
+
+
+class BeatsError(Exception):
+    """Base class of every error raised by the beats packages."""
+
+
+class ConfigError(BeatsError, ValueError):
+    """A configuration value is invalid; the message names the field and the accepted values."""
+
+
+class CheckpointError(BeatsError, OSError):
+    """A checkpoint is missing, cannot be downloaded, or is not a valid BEATs checkpoint."""
+
+
+class AudioDecodeError(BeatsError, OSError):
+    """An audio file cannot be decoded; the message names the file and the reason."""
+
+
+class DatasetError(BeatsError, ValueError):
+    """A dataset is malformed or fails validation."""
+
+
+class PluginError(BeatsError, RuntimeError):
+    """A plugin is missing, misbehaves, or a name it registers cannot be resolved."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or registered a name that is already taken; the rest keeps working."""

@@ -1,0 +1,3 @@
+"""The version of beats-data."""
+
+__version__ = "0.1.0"

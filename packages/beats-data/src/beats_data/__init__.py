@@ -1,0 +1,5 @@
+"""beats-data."""
+
+from beats_data.__about__ import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""beats-data's own plugin, registered through the ``beats`` entry point."""

@@ -1,0 +1,1 @@
+"""beats-extract's own plugin, registered through the ``beats`` entry point."""

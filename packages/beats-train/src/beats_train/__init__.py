@@ -1,0 +1,5 @@
+"""beats-train."""
+
+from beats_train.__about__ import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""beats-train's own plugin, registered through the ``beats`` entry point."""

@@ -1,0 +1,3 @@
+"""The version of beats-trainer."""
+
+__version__ = "0.1.0"
