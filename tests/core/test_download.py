@@ -224,6 +224,18 @@ def test_corrupt_payload_fails_its_checksum_after_one_more_download(hub):
     assert _gets(hub, "tiny_pretrained.pt") == 2
 
 
+def test_without_a_registry_hash_an_lfs_file_is_checked_against_the_hubs(hub, reference_dir):
+    data = (reference_dir / "tiny_pretrained.pt").read_bytes()
+    hub.add_file("ninanor/beats-checkpoints", "BEATs_iter3_plus_AS2M.pt", data, repo_type="dataset", lfs=True)
+    hub.faults.corrupt = True  # flipped bytes inside a tensor: it still loads, only a hash can tell
+    with pytest.raises(
+        CheckpointError,
+        match=rf"its SHA-256 is [0-9a-f]{{64}}, expected {hashlib.sha256(data).hexdigest()} \(the Hub's\)",
+    ):
+        ensure_checkpoint()
+    assert _gets(hub, "BEATs_iter3_plus_AS2M.pt") == 2
+
+
 def test_a_hub_file_that_is_no_checkpoint_fails_to_load_after_one_more_download(hub):
     hub.add_file(REPO, "tiny_finetuned.pt", b"<html>not a checkpoint</html>", repo_type="dataset")
     with pytest.raises(

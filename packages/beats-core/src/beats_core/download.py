@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 _DEFAULT_ETAG_TIMEOUT = 10.0
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def ensure_checkpoint(
@@ -60,7 +62,8 @@ def ensure_checkpoint(
     A registered model name is downloaded from the Hugging Face Hub into the Hugging Face
     cache (with a progress bar), or taken from the cache. The path of a local file is
     accepted wherever a name is. Either way the file is validated before it is returned:
-    its SHA-256 (and size) when the registry knows them, and always that it loads with
+    its SHA-256 (the registry's, else the Hub's for a file stored with Git LFS), its size
+    when the registry knows it, and always that it loads with
     ``torch.load(weights_only=True)`` as a BEATs checkpoint. A cached file that fails is
     downloaded once more; a file that still fails raises. A file already validated in
     this process, and unchanged since (same size and modification time), is not checked
@@ -393,23 +396,30 @@ _validated_lock = threading.Lock()
 def _validation_problem(path: Path, *, sha256: str | None, size: int | None) -> CheckpointError | None:
     """Check a checkpoint file; return what is wrong with it, or ``None`` if it is good.
 
-    Files that passed are remembered by (real path, size, modification time, expected
-    SHA-256), so an unchanged file is checked once per process.
+    The SHA-256 is checked against ``sha256`` (the registry's) or, without one, against
+    the Hub's: a file the Hub stores with Git LFS is cached as a blob named by its
+    SHA-256, which huggingface_hub relies on too. Files that passed are remembered by
+    (real path, size, modification time, expected SHA-256), so an unchanged file is
+    checked once per process.
     """
+    real = Path(os.path.realpath(path))
     try:
-        stat = path.stat()
+        stat = real.stat()
     except OSError:
         stat = None
-    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, sha256) if stat is not None else None
+    expected, origin = sha256, "the registry's"
+    if expected is None and real.parent.name == "blobs" and _SHA256.fullmatch(real.name):
+        expected, origin = real.name, "the Hub's"
+    key = (str(real), stat.st_size, stat.st_mtime_ns, expected) if stat is not None else None
     with _validated_lock:
         if key in _validated:
             return None
     if stat is not None and size is not None and stat.st_size != size:
         return CheckpointError(f"its size is {stat.st_size:,} bytes, expected {size:,}")
-    if stat is not None and sha256 is not None:
-        digest = _sha256(path)
-        if digest != sha256:
-            return CheckpointError(f"its SHA-256 is {digest}, expected {sha256}")
+    if stat is not None and expected is not None:
+        digest = _sha256(real)
+        if digest != expected:
+            return CheckpointError(f"its SHA-256 is {digest}, expected {expected} ({origin})")
     try:
         read_checkpoint(path)
     except CheckpointError as e:
