@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 REPO_TYPES = ("model", "dataset", "space")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -337,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             if stored is None:
                 self._send_json(404, {"error": "blob not found"}, body=body)
             else:
-                self._send_file(stored, {"ETag": f'"{stored.sha256}"'}, body=body)
+                name = parse_qs(urlsplit(self.path).query).get("filename", [match.group(1)])[0]
+                self._send_file(stored, {"ETag": f'"{stored.sha256}"'} | _disposition(name), body=body)
             return
         if path == "/api/agent-harnesses":
             self._send_json(200, {"standardEnvVars": [], "harnesses": {}}, body=body)
@@ -350,15 +351,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(stored, StoredFile):
             self._send_json(status, {"error": headers.get("X-Error-Message", "")}, headers, body=body)
         elif stored.lfs:
+            name = parsed[3].rsplit("/", 1)[-1]
             headers |= {
-                "Location": f"{self.hub.cdn_url}/lfs/{stored.sha256}",
+                "Location": f"{self.hub.cdn_url}/lfs/{stored.sha256}?filename={quote(name)}",
                 "X-Linked-Etag": f'"{stored.sha256}"',
                 "X-Linked-Size": str(len(stored.data)),
                 "ETag": f'"{StoredFile(_lfs_pointer(stored), False).git_sha1}"',
             }
             self._send(302, headers, b"", length=0)
         else:
-            self._send_file(stored, headers | {"ETag": f'"{stored.git_sha1}"'}, body=body)
+            name = parsed[3].rsplit("/", 1)[-1]
+            self._send_file(
+                stored, headers | {"ETag": f'"{stored.git_sha1}"'} | _disposition(name), body=body
+            )
 
     def _send_file(self, stored: StoredFile, headers: dict[str, str], *, body: bool) -> None:
         data = stored.data
@@ -403,6 +408,11 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
             self.wfile.write(data[start : start + _CHUNK])
         self.wfile.flush()
+
+
+def _disposition(filename: str) -> dict[str, str]:
+    """The Content-Disposition header the Hub sends with a file (the client shows the name in its progress bar)."""
+    return {"Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}; filename=\"{filename}\";"}
 
 
 def _lfs_pointer(stored: StoredFile) -> bytes:

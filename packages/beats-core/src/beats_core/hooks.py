@@ -6,8 +6,10 @@ plugin is.
 
 from __future__ import annotations
 
+from argparse import _SubParsersAction
 from collections.abc import Mapping
 
+from beats_core.commands import add_commands
 from beats_core.hookspecs import hookimpl
 from beats_core.registry import BUILTIN_MODELS, ModelInfo
 
@@ -16,3 +18,9 @@ from beats_core.registry import BUILTIN_MODELS, ModelInfo
 def beats_models() -> Mapping[str, ModelInfo]:
     """Register the built-in checkpoints (:data:`beats_core.registry.BUILTIN_MODELS`)."""
     return BUILTIN_MODELS
+
+
+@hookimpl
+def beats_cli_commands(subparsers: _SubParsersAction) -> None:
+    """Add ``beats models``, ``beats download`` and ``beats info``."""
+    add_commands(subparsers)
