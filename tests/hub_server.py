@@ -237,7 +237,7 @@ class FakeHub:
 
     def _lookup(
         self, repo_type: str, repo_id: str, revision: str, path: str
-    ) -> tuple[int, dict[str, str], object]:
+    ) -> tuple[int, dict[str, str], StoredFile | None]:
         with self._lock:
             repo = self.repos.get((repo_type, repo_id))
             if repo is None:
@@ -348,7 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": f"no route for {path}"}, body=body)
             return
         status, headers, stored = self.hub._lookup(*parsed)
-        if not isinstance(stored, StoredFile):
+        if stored is None:
             self._send_json(status, {"error": headers.get("X-Error-Message", "")}, headers, body=body)
         elif stored.lfs:
             name = parsed[3].rsplit("/", 1)[-1]
