@@ -19,6 +19,7 @@ from beats_core.errors import (
     DatasetError,
     PluginError,
     PluginWarning,
+    UnknownModelError,
 )
 from beats_core.hookspecs import hookimpl
 
@@ -26,11 +27,12 @@ if TYPE_CHECKING:
     from beats_core.audio import audio_info, load_audio
     from beats_core.checkpoint import load_checkpoint, save_checkpoint
     from beats_core.config import BEATsConfig
-    from beats_core.download import ensure_checkpoint
+    from beats_core.download import ensure_checkpoint, find_cached_checkpoint
     from beats_core.fbank import compute_fbank
     from beats_core.model import BEATs
     from beats_core.plugins import collect_registrations, get_plugin_manager
-    from beats_core.registry import DEFAULT_MODEL, ModelInfo, list_available_models
+    from beats_core.registry import DEFAULT_MODEL, ModelInfo, get_model_info, list_available_models
+    from beats_core.summary import CheckpointSummary, summarize_checkpoint
 
 _LAZY = {
     "BEATs": "model",
@@ -43,7 +45,11 @@ _LAZY = {
     "DEFAULT_MODEL": "registry",
     "ModelInfo": "registry",
     "list_available_models": "registry",
+    "get_model_info": "registry",
     "ensure_checkpoint": "download",
+    "find_cached_checkpoint": "download",
+    "CheckpointSummary": "summary",
+    "summarize_checkpoint": "summary",
     "collect_registrations": "plugins",
     "get_plugin_manager": "plugins",
 }
@@ -56,6 +62,7 @@ __all__ = [
     "DatasetError",
     "PluginError",
     "PluginWarning",
+    "UnknownModelError",
     "__version__",
     "hookimpl",
     *_LAZY,

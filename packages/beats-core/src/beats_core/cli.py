@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from beats_core.__about__ import __version__
 from beats_core.errors import BeatsError, PluginWarning
-from beats_core.plugins import get_plugin_manager
+from beats_core.plugins import BUILTIN_DISTRIBUTIONS, get_plugin_manager
 
 __all__ = ["build_parser", "main"]
 
@@ -63,10 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    for distribution in BUILTIN_DISTRIBUTIONS:  # our own messages, without the HTTP chatter of the libraries
+        logging.getLogger(distribution.replace("-", "_")).setLevel(
+            logging.DEBUG if args.verbose else logging.INFO
+        )
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2

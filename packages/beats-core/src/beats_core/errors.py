@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "PluginError",
     "PluginWarning",
+    "UnknownModelError",
 ]
 
 
@@ -30,6 +31,10 @@ class ConfigError(BeatsError, ValueError):
 
 class CheckpointError(BeatsError, OSError):
     """A checkpoint is missing, cannot be downloaded, or is not a valid BEATs checkpoint."""
+
+
+class UnknownModelError(CheckpointError, LookupError):
+    """A model name is not registered; the message lists the registered names and the closest match."""
 
 
 class AudioDecodeError(BeatsError, OSError):
