@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from beats_core.__about__ import __version__
 from beats_core.errors import (
     AudioDecodeError,
+    AudioTooShortError,
     BeatsError,
     CheckpointError,
     ConfigError,
     DatasetError,
+    InvalidAudioError,
     PluginError,
     PluginWarning,
 )
@@ -50,10 +52,12 @@ _LAZY = {
 
 __all__ = [
     "AudioDecodeError",
+    "AudioTooShortError",
     "BeatsError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "InvalidAudioError",
     "PluginError",
     "PluginWarning",
     "__version__",
