@@ -211,47 +211,65 @@ class _SelfAttention(nn.Module):
         if self.gru_rel_pos:
             self.grep_linear = nn.Linear(self.head_dim, 8)
 
-    def forward(self, x: Tensor, position_bias: Tensor | None, key_padding: Tensor | None) -> Tensor:
-        """Attend over x (B, P, C).
-
-        Args:
-            x: the tokens (B, P, C).
-            position_bias: raw relative position bias (H, P, P) or None.
-            key_padding: additive key mask (B, 1, 1, P), 0 or -inf, or None.
-
-        Returns:
-            (B, P, C).
-        """
+    def forward(self, x: Tensor, context: _AttentionContext) -> Tensor:
+        """Attend over x (B, P, C); returns (B, P, C)."""
         batch, length, width = x.shape
         heads, head_dim = self.num_heads, self.head_dim
         q = self.q_proj(x).view(batch, length, heads, head_dim)
         k = self.k_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
         v = self.v_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
-        mask = key_padding
-        if position_bias is not None:
-            bias = position_bias.to(q.dtype)
-            if self.gru_rel_pos:
-                # Gate per (batch, head, query) from the unscaled query of that head.
-                gates = torch.sigmoid(self.grep_linear(q).view(batch, length, heads, 2, 4).sum(-1))
-                gate_a, gate_b = gates.unbind(-1)
-                gate = gate_a * (gate_b * self.grep_a.view(heads) - 1.0) + 2.0  # (B, P, H)
-                gate = gate.transpose(1, 2).unsqueeze(-1).to(q.dtype)  # (B, H, P, 1)
-                if key_padding is None:
-                    mask = gate * bias
-                else:
-                    mask = torch.addcmul(key_padding.to(q.dtype), gate, bias)
-            else:
-                mask = bias.unsqueeze(0) if key_padding is None else bias + key_padding.to(q.dtype)
-        elif mask is not None:
-            mask = mask.to(q.dtype)
+        gate = None
+        if self.gru_rel_pos and context.position_bias is not None:
+            # Gate per (batch, head, query) from the unscaled query of that head.
+            gates = torch.sigmoid(self.grep_linear(q).view(batch, length, heads, 2, 4).sum(-1))
+            gate_a, gate_b = gates.unbind(-1)
+            gate = gate_a * (gate_b * self.grep_a.view(heads) - 1.0) + 2.0  # (B, P, H)
+            gate = gate.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, H, P, 1)
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k,
             v,
-            attn_mask=mask,
+            attn_mask=context.attention_mask(gate, q.dtype),
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+
+
+class _AttentionContext:
+    """What every layer's attention needs besides its input: the raw position bias and the key padding.
+
+    Builds each layer's additive attention mask ``gate * bias + key_padding`` as one
+    (B, H, P, P) tensor. Without autograd the same buffer is reused by every layer
+    (a fresh 100 MB tensor per layer costs more in page faults than in arithmetic).
+    """
+
+    def __init__(self, position_bias: Tensor | None, key_padding: Tensor | None, batch: int) -> None:
+        self.position_bias = position_bias  # (H, P, P) or None
+        self.key_padding = key_padding  # (B, 1, 1, P), 0 or -inf, or None
+        self.batch = batch
+        self._cast: dict[torch.dtype, tuple[Tensor | None, Tensor | None]] = {}
+        self._buffer: Tensor | None = None
+
+    def attention_mask(self, gate: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """The additive mask for SDPA in ``dtype``: (B, H, P, P), or a broadcastable one, or None."""
+        if dtype not in self._cast:
+            self._cast[dtype] = tuple(  # type: ignore[assignment]
+                None if t is None else t.to(dtype) for t in (self.position_bias, self.key_padding)
+            )
+        bias, key_padding = self._cast[dtype]
+        if bias is None:
+            return key_padding
+        if gate is None:
+            return bias.unsqueeze(0) if key_padding is None else bias + key_padding
+        gate = gate.to(dtype)
+        if torch.is_grad_enabled():
+            return gate * bias if key_padding is None else torch.addcmul(key_padding, gate, bias)
+        heads, length = bias.shape[0], bias.shape[-1]
+        if self._buffer is None or self._buffer.dtype != dtype:
+            self._buffer = torch.empty(self.batch, heads, length, length, dtype=dtype, device=bias.device)
+        if key_padding is None:
+            return torch.mul(gate, bias, out=self._buffer)
+        return torch.addcmul(key_padding, gate, bias, out=self._buffer)
 
 
 class _EncoderLayer(nn.Module):
@@ -272,19 +290,30 @@ class _EncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(width)
 
     def _feed_forward(self, x: Tensor) -> Tensor:
-        x = _activation(self.activation_fn, self.fc1(x))
+        x = self.fc1(x)
+        if self.activation_fn == "gelu" and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            torch.ops.aten.gelu_(x)  # exact GELU in place: no fresh (B, P, F) tensor in inference
+        else:
+            x = _activation(self.activation_fn, x)
         x = F.dropout(x, self.activation_dropout, self.training)
         return F.dropout(self.fc2(x), self.dropout, self.training)
 
-    def forward(self, x: Tensor, position_bias: Tensor | None, key_padding: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, context: _AttentionContext) -> Tensor:
         """Apply to x (B, P, C); returns (B, P, C)."""
         if self.layer_norm_first:
-            h = self.self_attn(self.self_attn_layer_norm(x), position_bias, key_padding)
+            h = self.self_attn(self.self_attn_layer_norm(x), context)
             x = x + F.dropout(h, self.dropout, self.training)
             return x + self._feed_forward(self.final_layer_norm(x))
-        h = F.dropout(self.self_attn(x, position_bias, key_padding), self.dropout, self.training)
-        x = self.self_attn_layer_norm(x * self.alpha + h)
-        return self.final_layer_norm(x * self.alpha + self._feed_forward(x))
+        h = F.dropout(self.self_attn(x, context), self.dropout, self.training)
+        x = self.self_attn_layer_norm(_residual(x, self.alpha, h))
+        return self.final_layer_norm(_residual(x, self.alpha, self._feed_forward(x)))
+
+
+def _residual(x: Tensor, alpha: float, branch: Tensor) -> Tensor:
+    """``alpha * x + branch``; in place on the branch output when there is no autograd."""
+    if torch.is_grad_enabled() or branch.dtype != torch.promote_types(branch.dtype, x.dtype):
+        return x * alpha + branch
+    return branch.add_(x, alpha=alpha)
 
 
 class _TransformerEncoder(nn.Module):
@@ -343,16 +372,16 @@ class _TransformerEncoder(nn.Module):
         x = F.dropout(x, self.dropout, self.training)
         if hidden_states is not None:
             hidden_states.append(x)
-        position_bias = self.position_bias(x.shape[1])
         key_padding = None
         if padding_mask is not None:
             key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device)
             key_padding = key_padding.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
+        context = _AttentionContext(self.position_bias(x.shape[1]), key_padding, x.shape[0])
         for layer in self.layers:
             if self.gradient_scale != 1.0 and torch.is_grad_enabled() and x.requires_grad:
                 x = _GradMultiply.apply(x, self.gradient_scale)
             if not (self.training and self.layerdrop > 0 and float(torch.rand(())) <= self.layerdrop):
-                x = layer(x, position_bias, key_padding)
+                x = layer(x, context)
             if hidden_states is not None:
                 hidden_states.append(x)
         if self.layer_norm_first:
