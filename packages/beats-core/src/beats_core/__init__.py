@@ -26,7 +26,7 @@ from beats_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from beats_core.audio import audio_info, load_audio
-    from beats_core.checkpoint import load_checkpoint, save_checkpoint
+    from beats_core.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint, save_checkpoint
     from beats_core.config import BEATsConfig
     from beats_core.download import ensure_checkpoint
     from beats_core.fbank import compute_fbank
@@ -38,7 +38,9 @@ _LAZY = {
     "BEATs": "model",
     "BEATsConfig": "config",
     "compute_fbank": "fbank",
+    "LoadedCheckpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "load_audio": "audio",
     "audio_info": "audio",

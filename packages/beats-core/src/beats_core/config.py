@@ -155,13 +155,13 @@ class BEATsConfig:
         """Return a copy with some fields changed (``extra`` is copied, not shared).
 
         Args:
-            **changes: field names and their new values.
+            **changes: field names and their new values; other names go to :attr:`extra`.
 
         Returns:
             The new configuration.
 
         Raises:
-            ConfigError: a name is not a field or a value has the wrong type.
+            ConfigError: a value has the wrong type.
         """
         data = self.to_dict()
         data.update(changes)

@@ -178,8 +178,8 @@ class _GLULinear(nn.Module):
 
 
 def _activation(name: str, x: Tensor) -> Tensor:
-    if name == "gelu":  # exact erf GELU, evaluated in float32 as in the official code
-        return F.gelu(x.float()).type_as(x)
+    if name == "gelu":  # exact erf GELU, in at least float32 (the official code upcasts half precision)
+        return F.gelu(x.float()).type_as(x) if x.dtype in (torch.float16, torch.bfloat16) else F.gelu(x)
     if name in ("gelu_fast", "gelu_accurate"):
         return F.gelu(x, approximate="tanh")
     if name == "relu":
