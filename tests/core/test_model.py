@@ -331,3 +331,22 @@ def test_bfloat16_autocast_inference_and_training():
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.encoder.layers[1].self_attn.grep_a.grad.abs().sum() > 0
+
+
+def test_forward_hooks_see_unmodified_outputs_in_inference():
+    """In inference the model works in place on some outputs, but never on one a hook can see."""
+    model = _tiny().eval()
+    layer = model.encoder.layers[0]
+    waves = _noise(1, 8000)
+    seen: dict[str, list[torch.Tensor]] = {"attention": [], "fc1": [], "fc2": []}
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: seen[name].append(o))
+        for name, module in (("attention", layer.self_attn), ("fc1", layer.fc1), ("fc2", layer.fc2))
+    ]
+    model.forward_features(waves)  # with autograd: nothing in place
+    with torch.no_grad():
+        model.forward_features(waves)
+    for handle in handles:
+        handle.remove()
+    for name, (with_grad, without_grad) in seen.items():
+        torch.testing.assert_close(without_grad, with_grad.detach(), msg=name)

@@ -211,13 +211,13 @@ class _SelfAttention(nn.Module):
         if self.gru_rel_pos:
             self.grep_linear = nn.Linear(self.head_dim, 8)
 
-    def forward(self, x: Tensor, context: _AttentionContext) -> Tensor:
+    def forward(self, x: Tensor, context: _LayerContext) -> Tensor:
         """Attend over x (B, P, C); returns (B, P, C)."""
         batch, length, width = x.shape
         heads, head_dim = self.num_heads, self.head_dim
-        q = self.q_proj(x).view(batch, length, heads, head_dim)
-        k = self.k_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
+        q = context.linear(self.q_proj, x, "q").view(batch, length, heads, head_dim)
+        k = context.linear(self.k_proj, x, "k").view(batch, length, heads, head_dim).transpose(1, 2)
+        v = context.linear(self.v_proj, x, "v").view(batch, length, heads, head_dim).transpose(1, 2)
         gate = None
         if self.gru_rel_pos and context.position_bias is not None:
             # Gate per (batch, head, query) from the unscaled query of that head.
@@ -232,15 +232,17 @@ class _SelfAttention(nn.Module):
             attn_mask=context.attention_mask(gate, q.dtype),
             dropout_p=self.dropout if self.training else 0.0,
         )
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+        return context.linear(self.out_proj, out.transpose(1, 2).reshape(batch, length, width), "out", self)
 
 
-class _AttentionContext:
-    """What every layer's attention needs besides its input: the raw position bias and the key padding.
+class _LayerContext:
+    """What every layer needs besides its input, and the buffers the layers reuse in inference.
 
-    Builds each layer's additive attention mask ``gate * bias + key_padding`` as one
-    (B, H, P, P) tensor. Without autograd the same buffer is reused by every layer
-    (a fresh 100 MB tensor per layer costs more in page faults than in arithmetic).
+    Holds the raw position bias and the key padding, and builds each layer's
+    additive attention mask ``gate * bias + key_padding`` as one (B, H, P, P)
+    tensor. Without autograd the mask and the outputs of the linear layers are
+    written into buffers that every layer reuses: a fresh tensor per layer costs
+    more in page faults than in arithmetic on the CPU.
     """
 
     def __init__(self, position_bias: Tensor | None, key_padding: Tensor | None, batch: int) -> None:
@@ -248,7 +250,32 @@ class _AttentionContext:
         self.key_padding = key_padding  # (B, 1, 1, P), 0 or -inf, or None
         self.batch = batch
         self._cast: dict[torch.dtype, tuple[Tensor | None, Tensor | None]] = {}
-        self._buffer: Tensor | None = None
+        self._buffers: dict[str, Tensor] = {}
+
+    def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        buffer = self._buffers.get(name)
+        if (
+            buffer is None
+            or buffer.shape != shape
+            or buffer.dtype != like.dtype
+            or buffer.device != like.device
+        ):
+            buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buffer
+
+    def linear(self, module: nn.Linear, x: Tensor, name: str, *parents: nn.Module) -> Tensor:
+        """``module(x)``; in inference written into a reused buffer (valid until the next layer).
+
+        ``parents`` are modules that return this output as theirs: a forward hook on
+        any of them (or on ``module``) disables the reuse.
+        """
+        weight, bias = module.weight, module.bias
+        reusable = x.dtype == weight.dtype and bias is not None and not _autocast_on(x.device.type)
+        if not (reusable and _unobserved(module, *parents)):
+            return module(x)
+        out = self._buffer(name, (x.numel() // x.shape[-1], weight.shape[0]), x)
+        torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight.t(), out=out)
+        return out.view(*x.shape[:-1], weight.shape[0])
 
     def attention_mask(self, gate: Tensor | None, dtype: torch.dtype) -> Tensor | None:
         """The additive mask for SDPA in ``dtype``: (B, H, P, P), or a broadcastable one, or None."""
@@ -264,12 +291,10 @@ class _AttentionContext:
         gate = gate.to(dtype)
         if torch.is_grad_enabled():
             return gate * bias if key_padding is None else torch.addcmul(key_padding, gate, bias)
-        heads, length = bias.shape[0], bias.shape[-1]
-        if self._buffer is None or self._buffer.dtype != dtype:
-            self._buffer = torch.empty(self.batch, heads, length, length, dtype=dtype, device=bias.device)
+        mask = self._buffer("mask", (self.batch, *bias.shape), bias)
         if key_padding is None:
-            return torch.mul(gate, bias, out=self._buffer)
-        return torch.addcmul(key_padding, gate, bias, out=self._buffer)
+            return torch.mul(gate, bias, out=mask)
+        return torch.addcmul(key_padding, gate, bias, out=mask)
 
 
 class _EncoderLayer(nn.Module):
@@ -289,31 +314,45 @@ class _EncoderLayer(nn.Module):
         self.fc2 = nn.Linear(ffn, width)
         self.final_layer_norm = nn.LayerNorm(width)
 
-    def _feed_forward(self, x: Tensor) -> Tensor:
-        x = self.fc1(x)
-        if self.activation_fn == "gelu" and x.dtype == torch.float32 and not torch.is_grad_enabled():
+    def _feed_forward(self, x: Tensor, context: _LayerContext) -> Tensor:
+        x = context.linear(self.fc1, x, "fc1") if isinstance(self.fc1, nn.Linear) else self.fc1(x)
+        if self.activation_fn == "gelu" and x.dtype == torch.float32 and _unobserved(self.fc1):
             torch.ops.aten.gelu_(x)  # exact GELU in place: no fresh (B, P, F) tensor in inference
         else:
             x = _activation(self.activation_fn, x)
         x = F.dropout(x, self.activation_dropout, self.training)
-        return F.dropout(self.fc2(x), self.dropout, self.training)
+        return F.dropout(context.linear(self.fc2, x, "fc2"), self.dropout, self.training)
 
-    def forward(self, x: Tensor, context: _AttentionContext) -> Tensor:
+    def forward(self, x: Tensor, context: _LayerContext) -> Tensor:
         """Apply to x (B, P, C); returns (B, P, C)."""
         if self.layer_norm_first:
             h = self.self_attn(self.self_attn_layer_norm(x), context)
             x = x + F.dropout(h, self.dropout, self.training)
-            return x + self._feed_forward(self.final_layer_norm(x))
+            return x + self._feed_forward(self.final_layer_norm(x), context)
         h = F.dropout(self.self_attn(x, context), self.dropout, self.training)
-        x = self.self_attn_layer_norm(_residual(x, self.alpha, h))
-        return self.final_layer_norm(_residual(x, self.alpha, self._feed_forward(x)))
+        x = self.self_attn_layer_norm(_residual(x, self.alpha, h, self.self_attn, self.self_attn.out_proj))
+        return self.final_layer_norm(_residual(x, self.alpha, self._feed_forward(x, context), self.fc2))
 
 
-def _residual(x: Tensor, alpha: float, branch: Tensor) -> Tensor:
-    """``alpha * x + branch``; in place on the branch output when there is no autograd."""
-    if torch.is_grad_enabled() or branch.dtype != torch.promote_types(branch.dtype, x.dtype):
-        return x * alpha + branch
-    return branch.add_(x, alpha=alpha)
+def _unobserved(*modules: nn.Module) -> bool:
+    """Whether the outputs of these modules may be modified in place: no autograd and no forward hook sees them."""
+    if torch.is_grad_enabled() or torch.nn.modules.module._global_forward_hooks:
+        return False
+    return not any(module._forward_hooks for module in modules)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _residual(x: Tensor, alpha: float, branch: Tensor, *producers: nn.Module) -> Tensor:
+    """``alpha * x + branch``; in place on the branch in inference (a fresh tensor per layer costs page faults)."""
+    if branch.dtype == torch.promote_types(branch.dtype, x.dtype) and _unobserved(*producers):
+        return branch.add_(x, alpha=alpha)
+    return x * alpha + branch
 
 
 class _TransformerEncoder(nn.Module):
@@ -376,7 +415,7 @@ class _TransformerEncoder(nn.Module):
         if padding_mask is not None:
             key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device)
             key_padding = key_padding.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
-        context = _AttentionContext(self.position_bias(x.shape[1]), key_padding, x.shape[0])
+        context = _LayerContext(self.position_bias(x.shape[1]), key_padding, x.shape[0])
         for layer in self.layers:
             if self.gradient_scale != 1.0 and torch.is_grad_enabled() and x.requires_grad:
                 x = _GradMultiply.apply(x, self.gradient_scale)
