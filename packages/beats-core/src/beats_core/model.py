@@ -249,7 +249,7 @@ class _LayerContext:
         self.position_bias = position_bias  # (H, P, P) or None
         self.key_padding = key_padding  # (B, 1, 1, P), 0 or -inf, or None
         self.batch = batch
-        self._cast: dict[torch.dtype, tuple[Tensor | None, Tensor | None]] = {}
+        self._masks: dict[torch.dtype, tuple[Tensor | None, Tensor | None, Tensor | None]] = {}
         self._buffers: dict[str, Tensor] = {}
 
     def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -278,16 +278,22 @@ class _LayerContext:
         return out.view(*x.shape[:-1], weight.shape[0])
 
     def attention_mask(self, gate: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-        """The additive mask for SDPA in ``dtype``: (B, H, P, P), or a broadcastable one, or None."""
-        if dtype not in self._cast:
-            self._cast[dtype] = tuple(  # type: ignore[assignment]
+        """The additive mask for SDPA in ``dtype``: (B, H, P, P), or a broadcastable one, or None.
+
+        Without a gate the mask is the same in every layer and is built once.
+        """
+        if dtype not in self._masks:
+            bias, key_padding = (
                 None if t is None else t.to(dtype) for t in (self.position_bias, self.key_padding)
             )
-        bias, key_padding = self._cast[dtype]
-        if bias is None:
-            return key_padding
-        if gate is None:
-            return bias.unsqueeze(0) if key_padding is None else bias + key_padding
+            if bias is None:
+                static = key_padding
+            else:
+                static = bias.unsqueeze(0) if key_padding is None else bias + key_padding
+            self._masks[dtype] = (bias, key_padding, static)
+        bias, key_padding, static = self._masks[dtype]
+        if gate is None or bias is None:
+            return static
         gate = gate.to(dtype)
         if torch.is_grad_enabled():
             return gate * bias if key_padding is None else torch.addcmul(key_padding, gate, bias)
