@@ -133,3 +133,15 @@ def test_window_and_filterbank():
     assert torch.all(mel[256] == 0) and torch.all(mel[:, 3] == 0) and torch.all(mel >= 0)
     assert mel_filterbank() is mel  # cached per device and dtype
     assert mel_filterbank(dtype=torch.float64).dtype == torch.float64
+
+
+def test_the_fbank_is_differentiable():
+    wave = _noise(1, 720, seed=6).double().requires_grad_()
+    fbank = compute_fbank(wave)
+    assert fbank.requires_grad
+    with torch.no_grad():
+        torch.testing.assert_close(fbank, compute_fbank(wave))
+    weights = torch.randn(fbank.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    assert torch.autograd.gradcheck(
+        lambda x: (compute_fbank(x) * weights).sum(), (wave,), eps=1e-7, atol=1e-4
+    )

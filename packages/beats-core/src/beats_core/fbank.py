@@ -176,12 +176,15 @@ def compute_fbank(waveforms: torch.Tensor) -> torch.Tensor:
         )
     dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
     num_frames = num_fbank_frames(num_samples)
-    out = torch.empty(batch.shape[0], num_frames, NUM_MEL_BINS, device=batch.device, dtype=dtype)
     with torch.autocast(batch.device.type, enabled=False):
-        for rows, frames in _blocks(batch.shape[0], num_frames, batch.device):
-            first = frames.start * FRAME_SHIFT
-            last = (frames.stop - 1) * FRAME_SHIFT + FRAME_LENGTH
-            _log_mel(batch[rows, first:last].to(dtype), out[rows, frames])
+        if torch.is_grad_enabled() and batch.requires_grad:
+            out = _log_mel(batch.to(dtype))  # differentiable, in one block
+        else:
+            out = torch.empty(batch.shape[0], num_frames, NUM_MEL_BINS, device=batch.device, dtype=dtype)
+            for rows, frames in _blocks(batch.shape[0], num_frames, batch.device):
+                first = frames.start * FRAME_SHIFT
+                last = (frames.stop - 1) * FRAME_SHIFT + FRAME_LENGTH
+                _log_mel(batch[rows, first:last].to(dtype), out[rows, frames])
     return out[0] if single else out
 
 
@@ -206,24 +209,38 @@ def _blocks(num_rows: int, num_frames: int, device: torch.device) -> list[tuple[
     ]
 
 
-def _log_mel(waveforms: torch.Tensor, out: torch.Tensor) -> None:
-    """Kaldi fbank of (R, n) waveforms into ``out`` (R, T, 128), with Kaldi's order of operations."""
-    rows, num_frames = out.shape[0], out.shape[1]
+def _log_mel(waveforms: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Kaldi fbank of (R, n) waveforms, with Kaldi's order of operations.
+
+    Written into ``out`` (R, T, 128) when given (no autograd); otherwise returned,
+    differentiable with respect to the waveforms.
+    """
+    rows, num_frames = waveforms.shape[0], num_fbank_frames(waveforms.shape[1])
     device, dtype = waveforms.device, waveforms.dtype
     frames = (waveforms * _INT16_SCALE).unfold(-1, FRAME_LENGTH, FRAME_SHIFT)  # (R, T, 400), a view
     centered = frames - frames.mean(dim=-1, keepdim=True)
-    # Pre-emphasis y[j] = x[j] - 0.97 x[j-1], the first sample taken against itself, written
-    # straight into a frame zero-padded to the FFT length, then windowed.
-    padded = torch.zeros(rows, num_frames, FFT_SIZE, device=device, dtype=dtype)
-    torch.sub(centered[..., 1:], centered[..., :-1] * _PREEMPHASIS, out=padded[..., 1:FRAME_LENGTH])
-    torch.sub(centered[..., :1], centered[..., :1] * _PREEMPHASIS, out=padded[..., :1])
-    padded[..., :FRAME_LENGTH].mul_(_window(device, dtype))
+    # Pre-emphasis y[j] = x[j] - 0.97 x[j-1], the first sample taken against itself, then the
+    # window, in a frame zero-padded to the FFT length.
+    first = centered[..., :1] - centered[..., :1] * _PREEMPHASIS
+    if out is None:
+        emphasized = torch.cat([first, centered[..., 1:] - centered[..., :-1] * _PREEMPHASIS], dim=-1)
+        padded = torch.nn.functional.pad(emphasized * _window(device, dtype), (0, FFT_SIZE - FRAME_LENGTH))
+    else:  # the same arithmetic, written in place
+        padded = torch.zeros(rows, num_frames, FFT_SIZE, device=device, dtype=dtype)
+        torch.sub(centered[..., 1:], centered[..., :-1] * _PREEMPHASIS, out=padded[..., 1:FRAME_LENGTH])
+        padded[..., :1] = first
+        padded[..., :FRAME_LENGTH].mul_(_window(device, dtype))
     # Power spectrum as interleaved (re, im) squares; the mel weights are interleaved to match,
     # so each filter sums w * (re^2 + im^2) over its bins.
-    squares = torch.view_as_real(torch.fft.rfft(padded)).square_().flatten(-2)  # (R, T, 514)
-    for filters, columns, weights in _mel_blocks(device, dtype):
+    spectrum = torch.view_as_real(torch.fft.rfft(padded))
+    squares = (spectrum.square() if out is None else spectrum.square_()).flatten(-2)  # (R, T, 514)
+    blocks = _mel_blocks(device, dtype)
+    if out is None:
+        energies = torch.cat([squares[..., columns] @ weights for _, columns, weights in blocks], dim=-1)
+        return energies.clamp_min(_EPSILON).log()
+    for filters, columns, weights in blocks:
         torch.matmul(squares[..., columns], weights, out=out[..., filters])
-    out.clamp_min_(_EPSILON).log_()
+    return out.clamp_min_(_EPSILON).log_()
 
 
 @functools.lru_cache(maxsize=16)
