@@ -120,6 +120,10 @@ def test_too_short_and_bad_inputs_are_refused():
         model.extract_features(torch.zeros(2, 16000), torch.zeros(2, 15999, dtype=torch.bool))
     with pytest.raises(InvalidAudioError, match="bool"):
         model.extract_features(torch.zeros(2, 16000), torch.zeros(2, 16000))
+    all_padding = torch.zeros(3, 16000, dtype=torch.bool)
+    all_padding[1] = True
+    with pytest.raises(InvalidAudioError, match=r"every sample of batch row\(s\) \[1\] as padding"):
+        model.extract_features(torch.zeros(3, 16000), all_padding)
     fbank, frame_mask = model.preprocess(torch.zeros(1, 400))  # the fbank alone needs one frame
     assert fbank.shape == (1, 1, 128) and frame_mask is None
 

@@ -733,6 +733,12 @@ class BEATs(nn.Module):
                 raise InvalidAudioError(
                     f"padding_mask must be a bool tensor (True = padding), got {padding_mask.dtype}"
                 )
+            empty = padding_mask.all(dim=1).nonzero().flatten().tolist()
+            if empty:
+                raise InvalidAudioError(
+                    f"padding_mask marks every sample of batch row(s) {empty} as padding; "
+                    "leave such clips out of the batch"
+                )
             padding_mask = padding_mask.to(device)
         return waveforms.to(device), padding_mask
 
