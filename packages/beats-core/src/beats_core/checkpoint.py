@@ -14,7 +14,12 @@ are accepted too and converted to the official layout on reading:
 * a whole ESPnet model (``*.pth``, or a training checkpoint's ``"model"``): BEATs
   under an ``encoder.`` prefix, a linear classifier as ``decoder.linear_out``, and
   the configuration in the ``config.yaml`` of the experiment folder, which must
-  lie next to the file.
+  lie next to the file. ESPnet's mean-pooling linear classifier becomes the BEATs
+  head (the same logits); ``extract_features`` gives independent sigmoids of them,
+  as for every BEATs head, also for a single-label ESPnet classifier.
+
+The padding mask follows the official BEATs rule, not ESPnet's (which marks a token
+as padding as soon as any of its samples is).
 
 ESPnet keeps the fbank statistics outside the weights (``encoder_conf.fbank_mean`` /
 ``fbank_std`` of ``config.yaml``); they are carried into ``cfg`` as
@@ -205,6 +210,14 @@ def _from_espnet(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if "predictor.weight" in state:
         cfg["finetuned_model"] = True
         cfg["predictor_class"] = int(state["predictor.weight"].shape[0])
+        pooling = (experiment.get("decoder_conf") or {}).get("pooling", "mean")
+        if pooling != "mean":
+            logger.warning(
+                "%s: its ESPnet classifier pools tokens with %r, the BEATs head averages them; "
+                "its probabilities will differ from ESPnet's",
+                path,
+                pooling,
+            )
     result: dict[str, Any] = {"cfg": cfg, "model": state}
     token_list = checkpoint.get("token_list", experiment.get("token_list"))
     label_dict = _labels_from_tokens(token_list, cfg.get("predictor_class"), path)
