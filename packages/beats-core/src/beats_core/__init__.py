@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from beats_core.__about__ import __version__
 from beats_core.errors import (
     AudioDecodeError,
+    AudioTooShortError,
     BeatsError,
     CheckpointError,
     ConfigError,
     DatasetError,
+    InvalidAudioError,
     PluginError,
     PluginWarning,
     UnknownModelError,
@@ -25,7 +27,7 @@ from beats_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from beats_core.audio import audio_info, load_audio
-    from beats_core.checkpoint import load_checkpoint, save_checkpoint
+    from beats_core.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint, save_checkpoint
     from beats_core.config import BEATsConfig
     from beats_core.download import ensure_checkpoint, find_cached_checkpoint
     from beats_core.fbank import compute_fbank
@@ -38,7 +40,9 @@ _LAZY = {
     "BEATs": "model",
     "BEATsConfig": "config",
     "compute_fbank": "fbank",
+    "LoadedCheckpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "load_audio": "audio",
     "audio_info": "audio",
@@ -56,10 +60,12 @@ _LAZY = {
 
 __all__ = [
     "AudioDecodeError",
+    "AudioTooShortError",
     "BeatsError",
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "InvalidAudioError",
     "PluginError",
     "PluginWarning",
     "UnknownModelError",

@@ -13,8 +13,10 @@ __all__ = [
     "AudioDecodeError",
     "BeatsError",
     "CheckpointError",
+    "AudioTooShortError",
     "ConfigError",
     "DatasetError",
+    "InvalidAudioError",
     "PluginError",
     "PluginWarning",
     "UnknownModelError",
@@ -39,6 +41,14 @@ class UnknownModelError(CheckpointError, LookupError):
 
 class AudioDecodeError(BeatsError, OSError):
     """An audio file cannot be decoded; the message names the file and the reason."""
+
+
+class InvalidAudioError(BeatsError, ValueError):
+    """A waveform or padding mask handed to the model has the wrong shape, dtype or length."""
+
+
+class AudioTooShortError(InvalidAudioError):
+    """A clip is shorter than the fbank or the model needs; the message gives the minimum and says to pad."""
 
 
 class DatasetError(BeatsError, ValueError):

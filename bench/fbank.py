@@ -1,0 +1,82 @@
+"""Benchmark: batched fbank (beats_core.compute_fbank) against the official clip-by-clip path.
+
+The official BEATs preprocessing calls torchaudio's ``compliance.kaldi.fbank`` on
+each clip of a batch in turn. torchaudio is loaded from its wheel through a
+stand-in package (see bench/_official.py). Both run side by side in this process
+on the same random clips; each timing is the best of several repeats, because
+the machine is shared.
+
+    python3 -m hatch run python bench/fbank.py [--clips 32] [--seconds 10] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from _official import best_of, kaldi_module
+
+from beats_core.fbank import compute_fbank
+
+# Parity tolerance for raw fbank values (shared/testdata/beats_reference/README.md, section 7).
+RAW_ATOL = 1e-3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    kaldi = kaldi_module()
+    generator = torch.Generator().manual_seed(0)
+    waves = 0.1 * torch.randn(args.clips, int(args.seconds * 16000), generator=generator)
+
+    def official() -> torch.Tensor:
+        return torch.stack(
+            [
+                kaldi.fbank(
+                    wave.unsqueeze(0) * 2**15,
+                    num_mel_bins=128,
+                    sample_frequency=16000,
+                    frame_length=25,
+                    frame_shift=10,
+                )
+                for wave in waves
+            ]
+        )
+
+    def ours() -> torch.Tensor:
+        return compute_fbank(waves)
+
+    official(), ours()  # warm-up: caches, allocator, FFT plans
+    times = {"official": float("inf"), "ours": float("inf")}
+    results = {}
+    for _ in range(args.repeats):  # interleaved, so both see the same load
+        for name, fn in (("official", official), ("ours", ours)):
+            seconds, results[name] = best_of(fn, 1)
+            times[name] = min(times[name], seconds)
+    diff = (results["official"] - results["ours"]).abs().max().item()
+
+    print(
+        f"fbank of {args.clips} clips x {args.seconds:g} s, {torch.get_num_threads()} threads, "
+        f"best of {args.repeats}"
+    )
+    print(f"{'path':34s} {'ms/batch':>9s} {'clips/s':>9s} {'speed-up':>9s}")
+    for name, label in (
+        ("official", "official (kaldi.fbank per clip)"),
+        ("ours", "beats_core.compute_fbank"),
+    ):
+        ms = 1000 * times[name]
+        print(
+            f"{label:34s} {ms:9.1f} {args.clips / times[name]:9.0f} {times['official'] / times[name]:8.1f}x"
+        )
+    verdict = "within" if diff <= RAW_ATOL else "OUTSIDE"
+    print(f"max |ours - official| = {diff:.2e} (raw log-mel; {verdict} the parity tolerance {RAW_ATOL:g})")
+
+
+if __name__ == "__main__":
+    main()
