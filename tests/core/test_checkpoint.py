@@ -151,6 +151,24 @@ def test_a_pickle_that_is_not_plain_data(reference_dir: Path, tmp_path: Path):
         load_checkpoint(path)
 
 
+def test_an_error_page_saved_as_checkpoint(tmp_path: Path):
+    page = tmp_path / "page.pt"
+    page.write_bytes(b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>")
+    with pytest.raises(
+        CheckpointError, match=r"page\.pt' is not a PyTorch checkpoint \(it starts with b'<!DOCTYPE"
+    ):
+        load_checkpoint(page)
+
+
+def test_random_bytes(tmp_path: Path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk" * 100)
+    with pytest.raises(
+        CheckpointError, match=r"junk\.pt' cannot be read, it is probably truncated or corrupt"
+    ):
+        load_checkpoint(junk)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

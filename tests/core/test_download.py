@@ -10,10 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hub_server import FakeHub, client_environment, serve_in_process
 
-from beats_core import CheckpointError, ModelInfo, UnknownModelError, hookimpl
+from beats_core import (
+    BEATs,
+    BEATsConfig,
+    CheckpointError,
+    ModelInfo,
+    UnknownModelError,
+    hookimpl,
+    load_checkpoint,
+    save_checkpoint,
+)
 from beats_core.download import ensure_checkpoint, find_cached_checkpoint, hub_cache_dir
 from beats_core.plugins import get_plugin_manager
 
@@ -95,6 +103,15 @@ def test_first_download_lands_in_the_hf_cache(hub, hf_home, reference_dir):
     assert _gets(hub, "tiny_pretrained.pt") == 1
     assert find_cached_checkpoint("test_tiny_pretrained") == path
     assert hub_cache_dir() == hf_home / "hub"
+
+
+def test_models_load_by_registry_name(hub):
+    loaded = load_checkpoint("test_tiny_finetuned")
+    assert loaded.label_dict is not None and len(loaded.label_dict) == 5
+    assert loaded.config.predictor_class == 5
+    model = BEATs.from_pretrained("test_tiny_pretrained")
+    assert model.predictor is None and not model.training
+    assert _gets(hub, "tiny_finetuned.pt") == 1 and _gets(hub, "tiny_pretrained.pt") == 1
 
 
 def test_cache_hit_downloads_nothing_and_works_with_the_server_stopped(hub):
@@ -304,8 +321,8 @@ def test_a_local_path_is_accepted_and_validated_the_same_way(hub, reference_dir,
 
 def test_a_connection_dropped_mid_file_is_resumed_with_a_range_request(hub, register, tmp_path):
     # The client keeps what it received in 10 MiB pieces, so a resumable file must be larger.
-    large = tmp_path / "large.pt"
-    torch.save({"cfg": {}, "model": {"weight": torch.arange(3_000_000, dtype=torch.float32)}}, large)
+    config = BEATsConfig.tiny().replace(encoder_embed_dim=256, encoder_ffn_embed_dim=1024, encoder_layers=4)
+    large = save_checkpoint(BEATs(config), tmp_path / "large.pt")
     data = large.read_bytes()
     hub.add_file("beats-test/large", "large.pt", data, lfs=True)
     register(test_large=ModelInfo(repo_id="beats-test/large", filename="large.pt", size=len(data)))

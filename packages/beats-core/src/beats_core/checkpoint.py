@@ -34,7 +34,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -111,17 +110,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file {str(path)!r} is empty; download it again (`beats download`)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"checkpoint file {str(path)!r} holds Python objects other than plain data "
-            f"(tensors, numbers, strings, dicts), so it is refused for safety: {_first_line(e)}. "
-            "Re-save it as {'cfg': dict, 'model': state_dict} with torch.save."
-        ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(
-            f"checkpoint file {str(path)!r} cannot be read, it is probably truncated or corrupt "
-            f"({_first_line(e)}); delete it and download it again (`beats download NAME --force`)"
-        ) from e
+    except Exception as e:  # torch.load fails in many ways on damaged or foreign files
+        raise _load_error(path, e) from e
     if _is_espnet(checkpoint):
         checkpoint = _from_espnet(checkpoint, path)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("model"), Mapping):
@@ -146,6 +136,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     result = dict(checkpoint)
     result["model"] = checkpoint_filter_fn(state)
     return result
+
+
+def _load_error(path: Path, error: Exception) -> CheckpointError:
+    """The CheckpointError for a file that ``torch.load(weights_only=True)`` refused."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, pickle.UnpicklingError):
+        unsafe = [line for line in lines if "global" in line.lower()]
+        if unsafe:
+            return CheckpointError(
+                f"checkpoint file {str(path)!r} holds Python objects other than plain data "
+                f"(tensors, numbers, strings, dicts), so it is refused for safety ({unsafe[0]}). "
+                "Re-save it as {'cfg': dict, 'model': state_dict} with torch.save."
+            )
+        with open(path, "rb") as file:
+            head = file.read(16)
+        return CheckpointError(
+            f"checkpoint file {str(path)!r} is not a PyTorch checkpoint (it starts with {head!r}); "
+            "if it was downloaded, it may be an error page: download it again (`beats download NAME --force`)"
+        )
+    return CheckpointError(
+        f"checkpoint file {str(path)!r} cannot be read, it is probably truncated or corrupt "
+        f"({type(error).__name__}: {lines[0] if lines else 'no detail'}); delete it and download it again "
+        "(`beats download NAME --force`)"
+    )
 
 
 def _first_line(error: BaseException) -> str:
