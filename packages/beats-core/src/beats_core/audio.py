@@ -391,41 +391,52 @@ class _PyAVDecoder(_Decoder):
             return self._container.duration / 1_000_000  # av.time_base
         return None
 
-    def _start_seconds(self) -> float:
-        stream = self._stream
-        if stream.start_time is not None and stream.time_base is not None:
-            return float(stream.start_time * stream.time_base)
-        return 0.0
-
     def _count_frames(self) -> int:
         total = sum(block.shape[0] for _, block in self._positioned_blocks(0))
         self._container.seek(0)
         return total
 
     def _positioned_blocks(self, start: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first frame index, float32 (frames, channels) block)`` from about ``start`` on."""
+        """Yield ``(index of its first frame, float32 (frames, channels) block)`` from about ``start`` on.
+
+        The first decoded frame's timestamp places the samples; those that follow are contiguous.
+        Codec frames are joined into blocks of about ``_BLOCK_SAMPLES`` to keep per-frame work low.
+        """
         import av
 
-        rate = self._stream.codec_context.sample_rate
-        origin = self._start_seconds()
+        stream = self._stream
+        rate = stream.codec_context.sample_rate
+        origin = stream.start_time or 0
         # Raw streams such as MP3 are decoded from the start: seeking in them is inexact.
         seeked = start > 0 and not self._raw_stream
         if seeked:
-            target = origin + max(0.0, start / rate - _SEEK_PREROLL_SECONDS)
-            self._container.seek(int(target / self._stream.time_base), stream=self._stream)
+            target = max(0, start - round(_SEEK_PREROLL_SECONDS * rate))
+            self._container.seek(origin + int(target / (rate * stream.time_base)), stream=stream)
         resampler = av.AudioResampler(format="fltp")
-        position = 0
-        for frame in self._container.decode(self._stream):
-            if frame.pts is not None and frame.time_base is not None:
-                position = round((float(frame.pts * frame.time_base) - origin) * rate)
-            elif seeked:  # no timestamp tells where the seek landed: decode from the beginning
-                self._container.seek(0)
-                yield from self._positioned_blocks(0)
-                return
-            for converted in resampler.resample(frame):
-                block = converted.to_ndarray().T
-                yield position, block
-                position += block.shape[0]
+        block_frames = max(1024, _BLOCK_SAMPLES // stream.codec_context.channels)
+        position = None if seeked else 0
+        pending: list[np.ndarray] = []
+        pending_frames = 0
+        for frame in self._container.decode(stream):
+            if position is None:
+                if frame.pts is None:  # nothing tells where the seek landed: start from the beginning
+                    self._container.seek(0)
+                    yield from self._positioned_blocks(0)
+                    return
+                position = round((frame.pts - origin) * stream.time_base * rate)
+            arrays = (
+                [frame.to_ndarray()]
+                if frame.format.name == "fltp"
+                else [converted.to_ndarray() for converted in resampler.resample(frame)]
+            )
+            pending.extend(arrays)
+            pending_frames += sum(array.shape[1] for array in arrays)
+            if pending_frames >= block_frames:
+                yield position, np.concatenate(pending, axis=1).T
+                position += pending_frames
+                pending, pending_frames = [], 0
+        if pending:
+            yield position, np.concatenate(pending, axis=1).T
 
     def blocks(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
         import av

@@ -74,7 +74,7 @@ def batch_by_length(
     first (so the largest batch comes first and a lack of memory shows at once), cut into
     batches. With one, the order is random but reproducible: indices are shuffled, sorted
     by length inside pools of ``pool_batches * batch_size``, cut into batches, and the
-    batches shuffled.
+    batches shuffled; a short final batch stays last.
 
     Args:
         lengths: the length of each item (e.g. samples); item ``i`` has ``lengths[i]``.
@@ -129,5 +129,9 @@ def batch_by_length(
     if current and not (drop_last and len(current) < batch_size):
         batches.append(current)
     if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        # a short final batch stays last, where distributed samplers (Accelerate's
+        # BatchSamplerShard) expect it
+        short = batches[-1:] if batches and len(batches[-1]) < batch_size else []
+        body = batches[: len(batches) - len(short)]
+        batches = [body[i] for i in torch.randperm(len(body), generator=generator).tolist()] + short
     return batches
