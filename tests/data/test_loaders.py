@@ -248,5 +248,5 @@ def test_parse_dataset_spec(tmp_path, esc50_root):
         parse_dataset_spec(f"esc5:{esc50_root}")
     with pytest.raises(DatasetError, match="does not exist; pass a folder"):
         parse_dataset_spec(tmp_path / "missing")
-    with pytest.raises(DatasetError, match="is a file but not a .csv"):
+    with pytest.raises(DatasetError, match=r"is a file but not a \.csv"):
         parse_dataset_spec(other)
