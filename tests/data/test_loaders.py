@@ -26,7 +26,13 @@ from beats_data import (
 def test_seed_names_are_importable_from_the_package_root():
     import beats_data
 
-    for name in ["load_esc50", "load_urbansound8k", "scan_directory_dataset", "load_csv_dataset", "validate_dataset"]:
+    for name in [
+        "load_esc50",
+        "load_urbansound8k",
+        "scan_directory_dataset",
+        "load_csv_dataset",
+        "validate_dataset",
+    ]:
         assert callable(getattr(beats_data, name))
     assert validate_dataset is beats_data.validation.validate_dataset
 
@@ -92,12 +98,17 @@ def test_csv_paths_are_relative_to_the_csv_folder_or_root(tmp_path):
     meta = tmp_path / "meta"
     meta.mkdir()
     csv = meta / "labels.csv"
-    pd.DataFrame({"path": ["a/a_0.wav", "b/b_0.wav"], "label": [3, 7], "extra": ["x", "y"]}).to_csv(csv, index=False)
+    pd.DataFrame({"path": ["a/a_0.wav", "b/b_0.wav"], "label": [3, 7], "extra": ["x", "y"]}).to_csv(
+        csv, index=False
+    )
 
     frame = load_csv_dataset(csv, audio_col="path", label_col="label", root=tmp_path / "clips")
     relative = load_csv_dataset(csv, audio_col="path", label_col="label")
 
-    assert frame["filename"].tolist() == [str(tmp_path / "clips" / "a" / "a_0.wav"), str(tmp_path / "clips" / "b" / "b_0.wav")]
+    assert frame["filename"].tolist() == [
+        str(tmp_path / "clips" / "a" / "a_0.wav"),
+        str(tmp_path / "clips" / "b" / "b_0.wav"),
+    ]
     assert frame["category"].tolist() == ["3", "7"]
     assert frame["extra"].tolist() == ["x", "y"]  # other columns are kept
     assert relative["filename"].tolist()[0] == str(meta / "a" / "a_0.wav")
@@ -108,7 +119,10 @@ def test_csv_errors_name_the_file_and_the_columns_found(tmp_path):
     with pytest.raises(DatasetError, match=r"d\.csv' does not exist"):
         load_csv_dataset(csv)
     pd.DataFrame({"file": ["a.wav"], "label": ["x"]}).to_csv(csv, index=False)
-    with pytest.raises(DatasetError, match=r"d\.csv' has no column 'filename', 'category'; its columns are \['file', 'label'\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"d\.csv' has no column 'filename', 'category'; its columns are \['file', 'label'\]",
+    ):
         load_csv_dataset(csv)
     pd.DataFrame({"filename": ["a.wav", "b.wav", None], "category": ["x", "", "y"]}).to_csv(csv, index=False)
     with pytest.raises(DatasetError, match=r"empty 'filename' values on lines \[4\]"):
@@ -130,7 +144,13 @@ def test_esc50(esc50_root):
     assert sorted(frame["fold"].unique()) == [1, 2, 3, 4, 5]
     assert {"filename", "category", "target", "fold", "esc10", "src_file", "take"} <= set(frame.columns)
     assert all(Path(f).is_file() for f in frame["filename"])
-    assert frame.set_index("category")["target"].to_dict() == {"dog": 0, "rooster": 1, "pig": 2, "rain": 10, "engine": 44}
+    assert frame.set_index("category")["target"].to_dict() == {
+        "dog": 0,
+        "rooster": 1,
+        "pig": 2,
+        "rain": 10,
+        "engine": 44,
+    }
     assert frame["esc10"].dtype == bool
 
 
@@ -138,7 +158,9 @@ def test_esc10_only_renumbers_targets(esc50_root):
     frame = load_esc50(esc50_root, esc10_only=True)
 
     assert sorted(frame["category"].unique()) == ["dog", "rain", "rooster"]
-    assert frame.drop_duplicates("category").set_index("category")[["target", "esc50_target"]].to_dict("index") == {
+    assert frame.drop_duplicates("category").set_index("category")[["target", "esc50_target"]].to_dict(
+        "index"
+    ) == {
         "dog": {"target": 0, "esc50_target": 0},
         "rooster": {"target": 1, "esc50_target": 1},
         "rain": {"target": 2, "esc50_target": 10},
@@ -164,7 +186,9 @@ def test_dataset_layout_errors_say_what_is_missing(tmp_path):
     with pytest.raises(DatasetError, match=r"ESC-50 folder .* does not exist"):
         load_esc50(tmp_path / "nope")
     (tmp_path / "audio").mkdir()
-    with pytest.raises(DatasetError, match=r"not a ESC-50 folder: 'meta/esc50\.csv' is missing \(found \['audio'\]\)"):
+    with pytest.raises(
+        DatasetError, match=r"not a ESC-50 folder: 'meta/esc50\.csv' is missing \(found \['audio'\]\)"
+    ):
         load_esc50(tmp_path)
     with pytest.raises(DatasetError, match=r"'metadata/UrbanSound8K\.csv' is missing"):
         load_urbansound8k(tmp_path)
@@ -172,7 +196,10 @@ def test_dataset_layout_errors_say_what_is_missing(tmp_path):
     pd.DataFrame({"filename": ["x.wav"], "fold": [1], "target": [0], "class": ["dog"]}).to_csv(
         tmp_path / "meta" / "esc50.csv", index=False
     )
-    with pytest.raises(DatasetError, match=r"no column 'category', 'esc10'; its columns are \['filename', 'fold', 'target', 'class'\]\. It is not"):
+    with pytest.raises(
+        DatasetError,
+        match=r"no column 'category', 'esc10'; its columns are \['filename', 'fold', 'target', 'class'\]\. It is not",
+    ):
         load_esc50(tmp_path)
 
 
@@ -188,7 +215,9 @@ def test_builtin_loaders_are_registered_through_the_entry_point(esc50_root):
 
 
 def test_load_dataset_errors():
-    with pytest.raises(DatasetError, match=r"no dataset loader is registered as 'esc5'\. Did you mean 'esc50'\?"):
+    with pytest.raises(
+        DatasetError, match=r"no dataset loader is registered as 'esc5'\. Did you mean 'esc50'\?"
+    ):
         load_dataset("esc5", "/data")
     with pytest.raises(DatasetError, match=r"'esc50' does not accept the options \['esc_10'\].*esc50\(root"):
         load_dataset("esc50", "/data", esc_10=True)
@@ -244,7 +273,9 @@ def test_parse_dataset_spec(tmp_path, esc50_root):
     assert parse_dataset_spec(str(csv)) == ("csv", csv)
     assert parse_dataset_spec(f"esc50:{esc50_root}") == ("esc50", esc50_root)
     assert len(resolve_dataset(f"esc50:{esc50_root}")) == 25
-    with pytest.raises(DatasetError, match=r"'esc5' is not a registered dataset loader \(did you mean 'esc50'\?\)"):
+    with pytest.raises(
+        DatasetError, match=r"'esc5' is not a registered dataset loader \(did you mean 'esc50'\?\)"
+    ):
         parse_dataset_spec(f"esc5:{esc50_root}")
     with pytest.raises(DatasetError, match="does not exist; pass a folder"):
         parse_dataset_spec(tmp_path / "missing")

@@ -142,7 +142,10 @@ def load_csv_dataset(
     csv_path = Path(csv_path).expanduser().resolve()
     table = _read_csv(csv_path)
     require_columns(
-        table, [audio_col, label_col], f"CSV file {str(csv_path)!r}", "Name its columns with audio_col= and label_col="
+        table,
+        [audio_col, label_col],
+        f"CSV file {str(csv_path)!r}",
+        "Name its columns with audio_col= and label_col=",
     )
     for column in (audio_col, label_col):
         blank = table[column].isna() | (table[column].astype(str).str.strip() == "")
@@ -179,7 +182,10 @@ def load_esc50(root: str | Path, esc10_only: bool = False) -> pd.DataFrame:
     _require_layout(root, csv_path, root / "audio", "ESC-50", "meta/esc50.csv and audio/")
     table = _read_csv(csv_path)
     require_columns(
-        table, [FILENAME, FOLD, TARGET, CATEGORY, "esc10"], f"ESC-50 metadata {str(csv_path)!r}", _NOT_ORIGINAL
+        table,
+        [FILENAME, FOLD, TARGET, CATEGORY, "esc10"],
+        f"ESC-50 metadata {str(csv_path)!r}",
+        _NOT_ORIGINAL,
     )
     frame = table.copy()
     frame[FILENAME] = [str(root / "audio" / name) for name in table[FILENAME]]
@@ -215,7 +221,10 @@ def load_urbansound8k(root: str | Path) -> pd.DataFrame:
     )
     table = _read_csv(csv_path)
     require_columns(
-        table, ["slice_file_name", FOLD, "classID", "class"], f"UrbanSound8K metadata {str(csv_path)!r}", _NOT_ORIGINAL
+        table,
+        ["slice_file_name", FOLD, "classID", "class"],
+        f"UrbanSound8K metadata {str(csv_path)!r}",
+        _NOT_ORIGINAL,
     )
     frame = table.copy()
     frame[FOLD] = table[FOLD].astype(int)

@@ -14,7 +14,9 @@ def load_tsv_list(root, label_prefix=""):
     for line in (root / "labels.tsv").read_text().splitlines():
         if line.strip():
             label, path = line.split("\t")
-            rows.append({"filename": str(root / path), "category": label_prefix + label, "source": "tsv-list"})
+            rows.append(
+                {"filename": str(root / path), "category": label_prefix + label, "source": "tsv-list"}
+            )
     return pd.DataFrame(rows)
 
 
