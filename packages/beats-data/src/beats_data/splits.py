@@ -23,9 +23,9 @@ def stratified_split(
 ) -> pd.DataFrame:
     """Assign every clip to a split so that each class is divided in the given ratios.
 
-    Each class's clips are shuffled (seeded) and cut by the ratios; rounding leftovers go
-    to the splits with the largest remainders, rotating between classes so that no split
-    is favoured. With multi-label strings, each distinct label string is a stratum.
+    Each class's clips are shuffled (seeded) and cut by the ratios; a class's rounding
+    leftovers go to the splits furthest below their share over all classes so far, so the
+    whole split follows the ratios too. With multi-label strings, each distinct label string is a stratum.
 
     Args:
         frame: the dataset frame.
@@ -47,10 +47,11 @@ def stratified_split(
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(frame), dtype=object)
     labels = frame[label_column].astype(str).to_numpy()
-    for k, label in enumerate(sorted(set(labels))):
+    deficit = [0.0] * len(weights)
+    for label in sorted(set(labels)):
         rows = np.flatnonzero(labels == label)
         rng.shuffle(rows)
-        counts = _largest_remainder(len(rows), weights, rotation=k)
+        counts = _largest_remainder(len(rows), weights, deficit)
         start = 0
         for name, count in zip(names, counts, strict=True):
             assignment[rows[start : start + count]] = name
@@ -115,13 +116,18 @@ def _parse_ratios(ratios: Sequence[float] | Mapping[str, float]) -> tuple[list[s
     return names, weights
 
 
-def _largest_remainder(total: int, weights: Sequence[float], rotation: int) -> list[int]:
+def _largest_remainder(total: int, weights: Sequence[float], deficit: list[float]) -> list[int]:
+    """Split ``total`` by ``weights``; leftovers go to the splits furthest behind overall.
+
+    ``deficit`` holds, per split, how many clips it is short of its share over the classes
+    done so far; it is updated in place.
+    """
     exact = [total * w for w in weights]
-    counts = [math.floor(x) for x in exact]
-    order = sorted(
-        range(len(weights)),
-        key=lambda i: (-(exact[i] - counts[i]), (i - rotation) % len(weights)),
-    )
+    counts = [math.floor(x + 1e-9) for x in exact]
+    fractional = [i for i in range(len(weights)) if exact[i] - counts[i] > 1e-9] or list(range(len(weights)))
+    order = sorted(fractional, key=lambda i: -(deficit[i] + exact[i] - counts[i]))
     for i in order[: total - sum(counts)]:
         counts[i] += 1
+    for i in range(len(weights)):
+        deficit[i] += exact[i] - counts[i]
     return counts
