@@ -80,7 +80,15 @@ def test_evaluation_cuts_long_clips_into_deterministic_windows(long_clips):
 
     items = [dataset[i] for i in range(len(dataset))]
 
-    assert [(it["index"], it["window"]) for it in items] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
+    assert [(it["index"], it["window"]) for it in items] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+    ]
     assert dataset.lengths().tolist() == [16000] * 6 + [1600]
     last = items[5]["waveform"].numpy()  # aligned to the end of the 2.5 s clip
     np.testing.assert_allclose(last[300:-300], whole[-16000 + 300 : -300], atol=0.01)
@@ -118,7 +126,9 @@ def test_multi_label_and_unlabeled_datasets(long_clips):
 def test_bad_files_are_skipped_with_a_warning_or_raise(long_clips, tmp_path, caplog):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF garbage")
-    frame = pd.concat([long_clips, pd.DataFrame({"filename": [str(broken)], "category": ["y"]})], ignore_index=True)
+    frame = pd.concat(
+        [long_clips, pd.DataFrame({"filename": [str(broken)], "category": ["y"]})], ignore_index=True
+    )
     dataset = AudioDataset(frame)
 
     with caplog.at_level(logging.WARNING, logger="beats_data"):
@@ -134,7 +144,9 @@ def test_bad_files_are_skipped_with_a_warning_or_raise(long_clips, tmp_path, cap
 
 def test_dataloader_with_workers_covers_every_row_once_with_consistent_masks(urbansound8k_root):
     frame = load_urbansound8k(urbansound8k_root)
-    frame = frame.assign(filename=[f if i % 4 else f.replace(".wav", "_short.wav") for i, f in enumerate(frame["filename"])])
+    frame = frame.assign(
+        filename=[f if i % 4 else f.replace(".wav", "_short.wav") for i, f in enumerate(frame["filename"])]
+    )
     for i in range(0, len(frame), 4):  # every 4th clip is shorter, to make lengths differ
         testkit.write_audio(frame["filename"][i], testkit.noise(0.2 + 0.01 * i, 48000, seed=i), 48000)
     dataset = AudioDataset(frame, train=True, max_duration=2.0)
@@ -150,11 +162,15 @@ def test_dataloader_with_workers_covers_every_row_once_with_consistent_masks(urb
         assert ((~batch["padding_mask"]).sum(dim=1) - expected).abs().max() <= 2
         assert batch["waveform"].shape[1] >= 2800
         assert batch["target"].tolist() == frame["target"].iloc[batch["index"].tolist()].tolist()
-    assert [b["index"].tolist() for b in create_dataloader(dataset, 4, seed=5)] == [b["index"].tolist() for b in batches]
+    assert [b["index"].tolist() for b in create_dataloader(dataset, 4, seed=5)] == [
+        b["index"].tolist() for b in batches
+    ]
 
 
 def test_lengths_come_from_a_duration_column_without_reading_headers(long_clips):
-    frame = long_clips.assign(filename=["/nowhere/a.wav", "/nowhere/b.wav", "/nowhere/c.wav"], duration=[3.0, 2.5, 0.1])
+    frame = long_clips.assign(
+        filename=["/nowhere/a.wav", "/nowhere/b.wav", "/nowhere/c.wav"], duration=[3.0, 2.5, 0.1]
+    )
 
     assert AudioDataset(frame, train=True, max_duration=2.0).lengths().tolist() == [32000, 32000, 1600]
 

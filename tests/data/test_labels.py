@@ -28,7 +28,13 @@ def test_a_consistent_target_column_keeps_the_datasets_own_numbering(esc50_root)
     assert labels.labels == ("dog", "rooster", "rain")
     np.testing.assert_array_equal(labels.encode(frame["category"]), frame["target"])
     # the full ESC-50 subset has gaps in its targets (0, 1, 2, 10, 44): sorted labels instead
-    assert LabelEncoder.from_frame(load_esc50(esc50_root)).labels == ("dog", "engine", "pig", "rain", "rooster")
+    assert LabelEncoder.from_frame(load_esc50(esc50_root)).labels == (
+        "dog",
+        "engine",
+        "pig",
+        "rain",
+        "rooster",
+    )
 
 
 def test_multi_label_targets_are_multi_hot():
@@ -47,7 +53,9 @@ def test_multi_label_targets_are_multi_hot():
 def test_unknown_and_bad_labels():
     labels = LabelEncoder(("dog", "rain"))
 
-    with pytest.raises(DatasetError, match=r"label 'dgo' is not one of the 2 known classes \(did you mean 'dog'\?\)"):
+    with pytest.raises(
+        DatasetError, match=r"label 'dgo' is not one of the 2 known classes \(did you mean 'dog'\?\)"
+    ):
         labels.encode(["dgo"])
     with pytest.raises(ConfigError, match="duplicates"):
         LabelEncoder(("a", "a"))

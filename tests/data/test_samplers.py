@@ -62,7 +62,9 @@ def test_accelerate_prepare_shards_batches_and_sets_the_epoch():
     def shard_epochs(process_index):
         sampler = LengthGroupedSampler(LENGTHS, 8, seed=3)
         loader = DataLoader(range(203), batch_size=8, sampler=sampler)
-        prepared = prepare_data_loader(loader, num_processes=2, process_index=process_index, put_on_device=False)
+        prepared = prepare_data_loader(
+            loader, num_processes=2, process_index=process_index, put_on_device=False
+        )
         return [[batch.tolist() for batch in prepared] for _ in range(2)]  # two epochs
 
     first, second = shard_epochs(0), shard_epochs(1)

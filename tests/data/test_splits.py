@@ -60,7 +60,9 @@ def test_fold_split_on_esc50(esc50_root):
     assert set(split.loc[split["fold"] == 2, "split"]) == {"test"}
     assert set(split.loc[split["fold"] == 5, "split"]) == {"val"}
     assert set(split.loc[split["fold"].isin([1, 3, 4]), "split"]) == {"train"}
-    with pytest.raises(DatasetError, match=r"test_fold=6 is not a fold of this dataset; its folds are \[1, 2, 3, 4, 5\]"):
+    with pytest.raises(
+        DatasetError, match=r"test_fold=6 is not a fold of this dataset; its folds are \[1, 2, 3, 4, 5\]"
+    ):
         fold_split(frame, test_fold=6)
     with pytest.raises(ConfigError, match="must differ"):
         fold_split(frame, test_fold=1, val_fold=1)

@@ -67,7 +67,10 @@ def test_errors_missing_undecodable_unlabeled_and_too_small_class(tmp_path):
 
 def test_a_single_class_is_an_error(tmp_path):
     frame = pd.DataFrame(
-        {"filename": [_write(tmp_path, f"{i}.wav", testkit.class_sound(0, 0.2, seed=i)) for i in range(2)], "category": "dog"}
+        {
+            "filename": [_write(tmp_path, f"{i}.wav", testkit.class_sound(0, 0.2, seed=i)) for i in range(2)],
+            "category": "dog",
+        }
     )
 
     report = validate_dataset(frame, num_workers=0, progress=False)
@@ -76,8 +79,12 @@ def test_a_single_class_is_an_error(tmp_path):
 
 
 def test_warnings(tmp_path):
-    rows = [(_write(tmp_path, f"a{i}.wav", testkit.class_sound(0, 0.2, seed=i)), "a", "train") for i in range(12)]
-    rows += [(_write(tmp_path, f"b{i}.wav", testkit.class_sound(1, 0.2, seed=i)), "b", "train") for i in range(2)]
+    rows = [
+        (_write(tmp_path, f"a{i}.wav", testkit.class_sound(0, 0.2, seed=i)), "a", "train") for i in range(12)
+    ]
+    rows += [
+        (_write(tmp_path, f"b{i}.wav", testkit.class_sound(1, 0.2, seed=i)), "b", "train") for i in range(2)
+    ]
     rows.append((_write(tmp_path, "short.wav", testkit.class_sound(0, 0.01)), "a", "train"))
     rows.append((_write(tmp_path, "silent.wav", np.zeros(3200, np.float32)), "a", "train"))
     stereo = np.stack([testkit.class_sound(1, 0.2, 44100, seed=9)] * 2, axis=1)
@@ -114,7 +121,10 @@ def test_warnings(tmp_path):
     assert warnings["leakage_across_classes"]["details"]["groups"] == [
         [str(tmp_path / n) for n in ["twin.wav", "twin.flac", "twin_test.wav"]]
     ]
-    assert "twin.wav (train) = twin.flac (train) = twin_test.wav (test)" in warnings["leakage_across_splits"]["message"]
+    assert (
+        "twin.wav (train) = twin.flac (train) = twin_test.wav (test)"
+        in warnings["leakage_across_splits"]["message"]
+    )
     assert "OK: no errors" in format_report(report)
 
 
