@@ -51,12 +51,24 @@ def pad_waveforms(
         if tensor.ndim != 1:
             raise ConfigError(f"waveform {i} must be 1-D (samples,), got shape {tuple(tensor.shape)}")
     length = max(max(t.shape[0] for t in tensors), int(min_length))
-    batch = torch.zeros(len(tensors), length, dtype=torch.float32)
-    padding_mask = torch.ones(len(tensors), length, dtype=torch.bool)
+    # In a DataLoader worker, build the batch in shared memory, as torch's default_collate
+    # does: otherwise it is copied there to reach the main process (6x slower here).
+    shared = torch.utils.data.get_worker_info() is not None
+    batch = _filled((len(tensors), length), torch.float32, 0.0, shared)
+    padding_mask = _filled((len(tensors), length), torch.bool, True, shared)
     for i, tensor in enumerate(tensors):
         batch[i, : tensor.shape[0]] = tensor
         padding_mask[i, : tensor.shape[0]] = False
     return batch, padding_mask
+
+
+def _filled(shape: tuple[int, int], dtype: torch.dtype, value: float | bool, shared: bool) -> torch.Tensor:
+    import torch
+
+    tensor = torch.empty(shape, dtype=dtype)
+    if shared:
+        tensor.share_memory_()
+    return tensor.fill_(value)
 
 
 def batch_by_length(
