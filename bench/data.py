@@ -85,11 +85,15 @@ def bench_validation(count: int, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=240, help="clips per format for the pipeline")
-    parser.add_argument("--validate", type=int, default=0, metavar="N", help="also validate N generated clips")
+    parser.add_argument(
+        "--validate", type=int, default=0, metavar="N", help="also validate N generated clips"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes for validation")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs; the machine may be shared, so timings are noisy")
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs; the machine may be shared, so timings are noisy"
+    )
     print(f"{'format':<22} {'workers':>7} {'clips/s epoch 1':>16} {'clips/s epoch 2':>16}")
     frames = {}
     for extension, name in ((".wav", "WAV 5 s 44.1k stereo"), (".mp3", "MP3 5 s 44.1k stereo")):

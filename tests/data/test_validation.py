@@ -158,3 +158,15 @@ def test_beats_validate_command(esc50_root, tmp_path, capsys):
 
     assert main(["validate", str(tmp_path / "nope")]) == 1
     assert "beats: error: dataset" in capsys.readouterr().err
+
+
+def test_empty_frame_and_multi_label_class_counts(tmp_path):
+    empty = validate_dataset(pd.DataFrame({"filename": [], "category": []}), progress=False)
+    paths = [_write(tmp_path, f"{i}.wav", testkit.class_sound(i % 3, 0.2, seed=i)) for i in range(4)]
+    frame = pd.DataFrame({"filename": paths, "category": ["dog;bark", "dog", "bark; rain", "dog"]})
+
+    report = validate_dataset(frame, label_delimiter=";", num_workers=0, progress=False)
+
+    assert [e["code"] for e in empty["errors"]] == ["no_clips"]
+    assert report["stats"]["clips_per_class"] == {"bark": 2, "dog": 3, "rain": 1}
+    assert _codes(report["errors"])["class_too_small"]["files"] == [paths[2]]

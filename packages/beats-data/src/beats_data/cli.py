@@ -32,6 +32,9 @@ def add_validate_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--audio-column", default="filename", help="CSV column with the audio paths")
     parser.add_argument("--label-column", default="category", help="CSV column with the labels")
+    parser.add_argument(
+        "--label-delimiter", default=None, help="separator of several labels per clip (multi-label data)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     parser.set_defaults(func=run_validate)
@@ -54,7 +57,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if name == "csv":
         options = {"audio_col": args.audio_column, "label_col": args.label_column}
     frame = resolve_dataset(args.data, **options)
-    report = validate_dataset(frame, num_workers=args.workers)
+    report = validate_dataset(frame, label_delimiter=args.label_delimiter, num_workers=args.workers)
     if args.json:
         printable = {key: value for key, value in report.items() if key != "clips"}
         print(json.dumps(printable, indent=2, default=str))

@@ -60,6 +60,7 @@ def validate_dataset(
     *,
     audio_column: str = FILENAME,
     label_column: str = CATEGORY,
+    label_delimiter: str | None = None,
     num_workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -70,6 +71,7 @@ def validate_dataset(
     * ``missing_file``: the file does not exist;
     * ``undecodable_file``: it cannot be decoded (``details`` holds each file's reason);
     * ``empty_label``: a row has no label;
+    * ``no_clips``: the frame is empty;
     * ``too_few_classes``: fewer than 2 classes;
     * ``class_too_small``: a class has fewer than 2 clips (it cannot be both trained and tested).
 
@@ -88,6 +90,8 @@ def validate_dataset(
         root: the folder relative paths start from (loaders return absolute paths).
         audio_column: the column with the audio paths.
         label_column: the column with the labels.
+        label_delimiter: for multi-label data, the separator of the labels in one label
+            string (e.g. ``";"``); classes are then counted per label.
         num_workers: decoding processes; ``None`` uses every CPU core, ``0`` decodes in this process.
         progress: show a tqdm progress bar.
 
@@ -138,8 +142,14 @@ def validate_dataset(
         files = clips.loc[unlabeled, "path"].tolist()
         errors.append(Issue("empty_label", f"{len(files)} rows have no label; label or remove them", files))
 
-    counts = labels[~unlabeled].astype(str).value_counts().sort_index()
-    _check_classes(counts, df, label_column, clips, errors, warnings)
+    label_sets = [
+        sorted({part.strip() for part in str(value).split(label_delimiter)} - {""})
+        if label_delimiter
+        else [str(value)]
+        for value in labels.where(~unlabeled, "")
+    ]
+    counts = pd.Series(Counter(label for row in label_sets for label in row if label), dtype=int).sort_index()
+    _check_classes(counts, label_sets, clips, errors, warnings)
 
     good = clips[clips["error"].isna()]
     _check_clips(good, warnings)
@@ -250,13 +260,14 @@ def _probe_all(paths: list[str], num_workers: int | None, progress: bool) -> pd.
 
 def _check_classes(
     counts: pd.Series,
-    df: pd.DataFrame,
-    label_column: str,
+    label_sets: list[list[str]],
     clips: pd.DataFrame,
     errors: list[Issue],
     warnings: list[Issue],
 ) -> None:
-    if len(counts) < 2:
+    if len(clips) == 0:
+        errors.append(Issue("no_clips", "the dataset has no clips"))
+    elif len(counts) < 2:
         errors.append(
             Issue(
                 "too_few_classes",
@@ -272,7 +283,11 @@ def _check_classes(
                 "class_too_small",
                 f"{len(tiny)} classes have fewer than 2 clips ({_some(tiny.index)}): they cannot be both "
                 "trained on and tested; add clips or remove the classes",
-                _files_of(df, label_column, clips, tiny.index),
+                [
+                    path
+                    for path, row in zip(clips["path"], label_sets, strict=True)
+                    if set(row) & set(tiny.index)
+                ],
                 {"classes": tiny.to_dict()},
             )
         )
@@ -404,11 +419,6 @@ def _counts(values: pd.Series) -> dict[Any, int]:
     return dict(sorted(counted.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
 
-def _files_of(df: pd.DataFrame, label_column: str, clips: pd.DataFrame, classes: Iterable[str]) -> list[str]:
-    selected = df[label_column].astype(str).isin(set(classes))
-    return clips.loc[selected.to_numpy(), "path"].tolist()
-
-
 def _some(items: Iterable[Any], limit: int = 3) -> str:
     items = [str(i) for i in items]
     shown = ", ".join(items[:limit])
@@ -445,12 +455,16 @@ def format_report(report: dict[str, Any], *, max_files: int = 5) -> str:
             f"Duration (s): min {durations['min']:.3f}  median {durations['median']:.3f}  "
             f"max {durations['max']:.3f}  total {durations['total']:.1f}"
         )
-    lines.append("Sample rates: " + ", ".join(f"{k} Hz ({v})" for k, v in stats["sample_rates"].items()))
-    for title, key in (("Channels", "channels"), ("Formats", "formats")):
-        lines.append(f"{title}: " + ", ".join(f"{k} ({v})" for k, v in stats[key].items()))
-    for title, key in (("Splits", "splits"), ("Folds", "folds")):
-        if key in stats:
-            lines.append(f"{title}: " + ", ".join(f"{k} ({v})" for k, v in stats[key].items()))
+    rates = {f"{rate} Hz": count for rate, count in stats["sample_rates"].items()}
+    for title, counts in (
+        ("Sample rates", rates),
+        ("Channels", stats["channels"]),
+        ("Formats", stats["formats"]),
+        ("Splits", stats.get("splits", {})),
+        ("Folds", stats.get("folds", {})),
+    ):
+        if counts:
+            lines.append(f"{title}: " + ", ".join(f"{k} ({v})" for k, v in counts.items()))
     per_class = stats["clips_per_class"]
     if per_class:
         lines += ["", "Clips per class:"]
