@@ -180,5 +180,7 @@ def test_bad_configuration(long_clips):
         AudioDataset(long_clips, on_error="ignore")
     with pytest.raises(ConfigError, match="max_duration"):
         AudioDataset(long_clips, max_duration=0)
+    with pytest.raises(DatasetError, match=r"no column 'label'.*Pass label_column="):
+        AudioDataset(long_clips, label_column="label", labels=LabelEncoder(("x", "y")))
     with pytest.raises(DatasetError, match="label 'z' is not one of the 2 known classes"):
         AudioDataset(long_clips.assign(category=["x", "y", "z"]), labels=LabelEncoder(("x", "y")))

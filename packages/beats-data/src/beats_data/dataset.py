@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from beats_core.audio import TARGET_SAMPLE_RATE, audio_info, load_audio
 from beats_core.batching import MIN_WAVEFORM_SAMPLES, pad_waveforms
 from beats_core.errors import AudioDecodeError, ConfigError, DatasetError
-from beats_data.frame import CATEGORY, FILENAME, resolve_paths
+from beats_data.frame import CATEGORY, FILENAME, require_columns, resolve_paths
 from beats_data.labels import LabelEncoder
 from beats_data.samplers import LengthGroupedSampler
 
@@ -100,6 +100,9 @@ class AudioDataset(Dataset):
         self.labels: LabelEncoder | None = None
         self.targets: np.ndarray | None = None
         if label_column is not None:
+            require_columns(
+                frame, [label_column], "the dataset DataFrame", "Pass label_column= (None for no labels)."
+            )
             self.labels = (
                 labels if labels is not None else LabelEncoder.from_frame(frame, label_column=label_column)
             )
