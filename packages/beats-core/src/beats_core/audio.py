@@ -477,24 +477,29 @@ def _open_decoder(path: Path) -> _Decoder:
     import av
     import soundfile
 
-    try:
-        handle = soundfile.SoundFile(path)
-    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, MemoryError) as e:
-        soundfile_reason = _first_line(e).replace(f"Error opening {str(path)!r}: ", "").rstrip(".")
-        if "does not exist" in soundfile_reason:  # libsndfile's words for a bad MPEG stream
-            soundfile_reason = "not a valid MP3 stream"
-    else:
-        # libsndfile 1.2 decodes MP3 wrongly when read in blocks or after a seek (variable
-        # bitrate files), and stops early on one without a length header: FFmpeg reads MP3.
-        # A "RAW" file has no header at all: libsndfile guessed an encoding from the extension.
-        if handle.format not in ("MP3", "RAW"):
-            try:
-                return _SoundfileDecoder(path, handle)
-            except BaseException:
-                handle.close()
-                raise
-        handle.close()
-        soundfile_reason = "MP3 is read by FFmpeg" if handle.format == "MP3" else "no audio header"
+    # libsndfile 1.2 decodes MP3 wrongly when read in blocks or after a seek (variable
+    # bitrate files), and stops early on one without a length header: FFmpeg reads MP3. A file
+    # that starts like MPEG audio goes there at once (libsndfile's MP3 decoder would also
+    # print notes on stderr about a broken one).
+    soundfile_reason = "MP3 is read by FFmpeg"
+    if not _starts_like_mpeg_audio(path):
+        try:
+            handle = soundfile.SoundFile(path)
+        except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, MemoryError) as e:
+            soundfile_reason = _first_line(e).replace(f"Error opening {str(path)!r}: ", "").rstrip(".")
+            if "does not exist" in soundfile_reason:  # libsndfile's words for a bad MPEG stream
+                soundfile_reason = "not a valid MP3 stream"
+        else:
+            # A "RAW" file has no header at all: libsndfile guessed an encoding from the extension.
+            if handle.format not in ("MP3", "RAW"):
+                try:
+                    return _SoundfileDecoder(path, handle)
+                except BaseException:
+                    handle.close()
+                    raise
+            handle.close()
+            if handle.format == "RAW":
+                soundfile_reason = "no audio header"
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, RuntimeError, ValueError, OSError, MemoryError, EOFError) as e:
@@ -512,6 +517,13 @@ def _open_decoder(path: Path) -> _Decoder:
     except (av.error.FFmpegError, RuntimeError, ValueError, MemoryError, EOFError) as e:
         container.close()
         raise _decode_error(path, f"it is corrupt or unsupported ({_first_line(e)})") from e
+
+
+def _starts_like_mpeg_audio(path: Path) -> bool:
+    """Whether a file starts with an ID3v2 tag or an MPEG audio frame sync (MP3, MP2, ADTS AAC)."""
+    with path.open("rb") as f:
+        head = f.read(3)
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
 def _mp3_has_length_tag(path: Path) -> bool:
