@@ -26,7 +26,8 @@ from beats_core.errors import (
 from beats_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from beats_core.audio import audio_info, load_audio
+    from beats_core.audio import AudioInfo, audio_info, load_audio
+    from beats_core.batching import batch_by_length, pad_waveforms
     from beats_core.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint, save_checkpoint
     from beats_core.config import BEATsConfig
     from beats_core.download import ensure_checkpoint, find_cached_checkpoint
@@ -46,6 +47,9 @@ _LAZY = {
     "save_checkpoint": "checkpoint",
     "load_audio": "audio",
     "audio_info": "audio",
+    "AudioInfo": "audio",
+    "pad_waveforms": "batching",
+    "batch_by_length": "batching",
     "DEFAULT_MODEL": "registry",
     "ModelInfo": "registry",
     "list_available_models": "registry",
