@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from beats_data.samplers import LengthGroupedSampler
     from beats_data.splits import fold_split, stratified_split
+    from beats_data.synthetic import make_synthetic_dataset
     from beats_data.validation import Issue, format_report, validate_dataset
 
 _LAZY = {
@@ -49,6 +50,7 @@ _LAZY = {
     "AudioCollator": "dataset",
     "create_dataloader": "dataset",
     "LengthGroupedSampler": "samplers",
+    "make_synthetic_dataset": "synthetic",
 }
 
 __all__ = ["__version__", *_LAZY]
