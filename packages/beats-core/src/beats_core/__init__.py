@@ -18,9 +18,11 @@ from beats_core.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
+    HubError,
     InvalidAudioError,
     PluginError,
     PluginWarning,
+    TrainingError,
     UnknownModelError,
 )
 from beats_core.hookspecs import hookimpl
@@ -69,9 +71,11 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "HubError",
     "InvalidAudioError",
     "PluginError",
     "PluginWarning",
+    "TrainingError",
     "UnknownModelError",
     "__version__",
     "hookimpl",
