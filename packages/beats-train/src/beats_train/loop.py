@@ -360,7 +360,13 @@ class _Run:
             started = time.perf_counter()
             if config.unfreeze_after is not None:
                 self.classifier.freeze_backbone(epoch < config.unfreeze_after)
-            train_loss = self._train_epoch(epoch)
+            bar = tqdm(
+                total=len(self.train_loader),
+                desc=f"epoch {epoch + 1}/{config.max_epochs}",
+                disable=not (config.progress and self.is_main),
+                dynamic_ncols=True,
+            )
+            train_loss = self._train_epoch(epoch, bar)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
             validation = (
                 self._evaluate("val", f"validation {epoch + 1}") if "val" in self.eval_loaders else None
@@ -387,6 +393,11 @@ class _Run:
                 logger.info(
                     _epoch_line(row, config.max_epochs, self.monitor, improved and validation is not None)
                 )
+            # the finished bar stays on screen as the epoch's one-line summary
+            bar.set_postfix(
+                {key: f"{value:.4f}" for key, value in row.items() if key.startswith(("train_", "val_"))}
+            )
+            bar.close()
             if config.tracker is not None:
                 accelerator.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
             last_epoch = epoch + 1
@@ -405,36 +416,29 @@ class _Run:
         accelerator.wait_for_everyone()
         return self.classifier, self._finish(history, best_epoch, best_score, stopped_early, last_epoch)
 
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int, bar: tqdm) -> float:
         config, accelerator = self.config, self.accelerator
         self.train_loader.set_epoch(epoch)
         self.model.train()
         total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # loss sum, clips
-        bar = tqdm(
-            total=len(self.train_loader),
-            desc=f"epoch {epoch + 1}/{config.max_epochs}",
-            disable=not (config.progress and self.is_main),
-            dynamic_ncols=True,
-        )
-        with bar:
-            for batch in self.train_loader:
-                with accelerator.accumulate(self.model):
-                    loss = self._loss_of(batch)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.gradient_clipping is not None:
-                        accelerator.clip_grad_norm_(self.model.parameters(), config.gradient_clipping)
-                    self.optimizer.step()
-                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-                        self.scheduler.step()
-                    self.optimizer.zero_grad()
-                clips = batch["waveform"].shape[0]
-                total += torch.tensor([loss.item() * clips, clips], dtype=torch.float64, device=total.device)
-                bar.update()
-                bar.set_postfix(loss=f"{total[0].item() / total[1].item():.4f}")
-            total = accelerator.reduce(total, reduction="sum")
-            mean = float(total[0] / total[1])
-            bar.set_postfix(loss=f"{mean:.4f}")
+        for batch in self.train_loader:
+            with accelerator.accumulate(self.model):
+                loss = self._loss_of(batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.gradient_clipping is not None:
+                    accelerator.clip_grad_norm_(self.model.parameters(), config.gradient_clipping)
+                self.optimizer.step()
+                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                    self.scheduler.step()
+                self.optimizer.zero_grad()
+            clips = batch["waveform"].shape[0]
+            total += torch.tensor([loss.item() * clips, clips], dtype=torch.float64, device=total.device)
+            bar.update()
+            bar.set_postfix(loss=f"{total[0].item() / total[1].item():.4f}")
+        total = accelerator.reduce(total, reduction="sum")
+        mean = float(total[0] / total[1])
         if not math.isfinite(mean):
+            bar.close()
             raise TrainingError(
                 f"the training loss of epoch {epoch + 1} is {mean}: lower the learning rate "
                 f"({config.learning_rate}), set gradient_clipping, or use mixed_precision='no'"
