@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "InvalidAudioError",
+    "MissingDependencyError",
     "PluginError",
     "PluginWarning",
     "UnknownModelError",
@@ -53,6 +54,10 @@ class AudioTooShortError(InvalidAudioError):
 
 class DatasetError(BeatsError, ValueError):
     """A dataset is malformed or fails validation."""
+
+
+class MissingDependencyError(BeatsError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install (``pip install 'pkg[extra]'``)."""
 
 
 class PluginError(BeatsError, RuntimeError):
