@@ -18,6 +18,7 @@ __all__ = [
     "DatasetError",
     "HubError",
     "InvalidAudioError",
+    "MissingDependencyError",
     "PluginError",
     "PluginWarning",
     "TrainingError",
@@ -63,6 +64,10 @@ class HubError(BeatsError, OSError):
 
 class TrainingError(BeatsError, RuntimeError):
     """Training cannot go on: the loss is not finite, or a saved state does not fit the run resumed."""
+
+
+class MissingDependencyError(BeatsError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install (``pip install 'pkg[extra]'``)."""
 
 
 class PluginError(BeatsError, RuntimeError):
