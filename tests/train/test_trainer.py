@@ -306,3 +306,16 @@ def test_constructors_take_the_data_in_its_usual_forms(sound_root, tmp_path):
         BEATsTrainer(DataConfig(), {"model": "random:tiny"})
     with pytest.raises(ConfigError, match="needs a pandas DataFrame"):
         BEATsTrainer.from_dataframe([("a.wav", "x")])
+
+
+def test_extract_features_embeds_with_the_fine_tuned_encoder(trained, sound_root):
+    from beats_core import load_audio
+
+    files = [sound_root / "tone" / "tone_0.wav", sound_root / "clicks" / "clicks_0.wav"]
+    features = trained.extract_features(files)
+    assert features.shape == (2, 64) and features.dtype == np.float32
+    backbone = BEATsClassifier.load(trained.results.paths["best_model"]).backbone
+    with torch.no_grad():
+        expected = [backbone.forward_features(load_audio(f)[None])[0].mean(dim=1)[0].numpy() for f in files]
+    assert np.allclose(features, np.stack(expected), atol=1e-4)
+    assert trained.extract_features(files, pooling="max").shape == (2, 64)
