@@ -319,3 +319,12 @@ def test_extract_features_embeds_with_the_fine_tuned_encoder(trained, sound_root
         expected = [backbone.forward_features(load_audio(f)[None])[0].mean(dim=1)[0].numpy() for f in files]
     assert np.allclose(features, np.stack(expected), atol=1e-4)
     assert trained.extract_features(files, pooling="max").shape == (2, 64)
+
+
+def test_decoding_in_worker_processes_trains_the_same_model(sound_root, tmp_path, tiny_config):
+    histories = []
+    for workers in (0, 2):
+        config = tiny_config(tmp_path / f"workers-{workers}", max_epochs=2)
+        trainer = BEATsTrainer.from_directory(sound_root, config=config, batch_size=8, num_workers=workers, validate=False)
+        histories.append(trainer.train().history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(histories[0], histories[1])

@@ -248,6 +248,40 @@ class _Run:
         set_seed(config.seed)  # the same on every process: the same initial model
         if self.is_main:
             self._write_inputs()
+        classifier = self._build_model(state)
+        layerdrop = classifier.backbone.cfg.encoder_layerdrop > 0
+        accelerator = make_accelerator(
+            config, find_unused_parameters=layerdrop or config.unfreeze_after is not None
+        )
+        self.accelerator = accelerator
+        set_seed(config.seed, device_specific=True)  # augmentation and dropout differ between processes
+        self.frames = {name: self.data.split(name) for name in ("train", "val", "test")}
+        train_loader, eval_loaders = self._build_loaders()
+        optimizer = build_optimizer(classifier, config)
+        model, optimizer, train_loader, *prepared = accelerator.prepare(
+            classifier, optimizer, train_loader, *eval_loaders.values()
+        )
+        self.eval_loaders = dict(zip(eval_loaders, prepared, strict=True))
+        self.model, self.optimizer, self.train_loader = model, optimizer, train_loader
+        self.classifier = classifier
+        steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+        frozen_steps = steps_per_epoch * (config.unfreeze_after or 0)
+        self.scheduler = build_scheduler(optimizer, config, steps_per_epoch * config.max_epochs, frozen_steps)
+        self.weights = None
+        if config.class_balance == "loss":
+            targets = self.data.labels.encode(self.frames["train"][CATEGORY])
+            self.weights = class_weights(targets, len(self.labels)).to(accelerator.device)
+        if config.tracker is not None:
+            accelerator.init_trackers(self.output_dir.name or "beats", config=_flat_hyperparameters(config))
+        try:
+            return self._loop()
+        finally:
+            # not end_training(): that also ends the process group, which what follows still needs
+            for tracker in accelerator.trackers:
+                tracker.finish()
+
+    def _build_model(self, state: PartialState) -> BEATsClassifier:
+        config = self.config
         with state.main_process_first():  # the main process downloads, the others read the cache
             backbone = load_backbone(config.model)
         fbank_stats = self._fbank_stats(state)
@@ -265,56 +299,35 @@ class _Run:
             if config.unfreeze_after is None:  # never trained: out of the optimiser and of DDP
                 for parameter in classifier.encoder_parameters():
                     parameter.requires_grad_(False)
-        layerdrop = backbone.cfg.encoder_layerdrop > 0
-        accelerator = make_accelerator(
-            config, find_unused_parameters=layerdrop or config.unfreeze_after is not None
+        return classifier
+
+    def _build_loaders(self) -> tuple[Any, dict[str, Any]]:
+        config, data_config = self.config, self.data_config
+        train_set = build_dataset(self.frames["train"], self.data.labels, data_config, train=True)
+        sampler = (
+            BalancedSampler(train_set.targets, seed=config.seed)
+            if config.class_balance == "sampler"
+            else None
         )
-        self.accelerator = accelerator
-        set_seed(config.seed, device_specific=True)  # augmentation and dropout differ between processes
-        train_frame = self.data.split("train")
-        self.frames = {name: self.data.split(name) for name in ("train", "val", "test")}
-        train_set = build_dataset(train_frame, self.data.labels, self.data_config, train=True)
-        batch_size = config.batch_size or self.data_config.batch_size
-        sampler = None
-        if config.class_balance == "sampler":
-            sampler = BalancedSampler(train_set.targets, seed=config.seed)
         train_loader = build_loader(
-            train_set, batch_size, self.data_config, shuffle=True, seed=config.seed, sampler=sampler
+            train_set,
+            config.batch_size or data_config.batch_size,
+            data_config,
+            shuffle=True,
+            seed=config.seed,
+            sampler=sampler,
         )
         eval_loaders = {
             name: build_loader(
-                build_dataset(frame, self.data.labels, self.data_config, train=False),
-                self.data_config.batch_size,
-                self.data_config,
+                build_dataset(frame, self.data.labels, data_config, train=False),
+                data_config.batch_size,
+                data_config,
                 shuffle=False,
             )
             for name, frame in self.frames.items()
             if name != "train" and len(frame)
         }
-        optimizer = build_optimizer(classifier, config)
-        model, optimizer, train_loader, *prepared = accelerator.prepare(
-            classifier, optimizer, train_loader, *eval_loaders.values()
-        )
-        self.eval_loaders = dict(zip(eval_loaders, prepared, strict=True))
-        self.model, self.optimizer, self.train_loader = model, optimizer, train_loader
-        self.classifier = classifier
-        steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-        frozen_steps = steps_per_epoch * (config.unfreeze_after or 0)
-        self.scheduler = build_scheduler(optimizer, config, steps_per_epoch * config.max_epochs, frozen_steps)
-        self.weights = (
-            class_weights(train_set.targets, len(self.labels)).to(accelerator.device)
-            if config.class_balance == "loss"
-            else None
-        )
-        if config.tracker is not None:
-            accelerator.init_trackers(self.output_dir.name or "beats", config=_flat_hyperparameters(config))
-        try:
-            return self._loop()
-        finally:
-            for (
-                tracker
-            ) in accelerator.trackers:  # not end_training(): the process group stays for what follows
-                tracker.finish()
+        return train_loader, eval_loaders
 
     def _write_inputs(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
