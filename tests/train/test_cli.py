@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
+import testkit
 import yaml
 
 from beats_core.cli import main
@@ -93,3 +95,30 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "unknown training preset 'fastest'" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "missing.pt"), "x.wav"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_esc50_cross_validation_and_an_urbansound8k_fold_from_the_command_line(tmp_path, capsys):
+    esc50 = testkit.make_esc50(tmp_path / "ESC-50-master", clips_per_fold=2)
+    arguments = ["--model", "random:tiny", "--epochs", "1", "--batch-size", "8", "--no-progress"]
+    status = main(
+        ["train", f"esc50:{esc50}", "--cross-validate", "--output-dir", str(tmp_path / "cv"), *arguments]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("fold")] == [
+        f"fold {k}" for k in range(1, 6)
+    ]
+    assert "accuracy over 5 folds:" in out and "+-" in out
+    splits = pd.read_csv(tmp_path / "cv" / "fold-3" / "splits.csv")
+    assert set(splits.loc[splits["fold"] == 3, "split"]) == {"test"} and (splits["split"] == "val").any()
+
+    us8k = testkit.make_urbansound8k(tmp_path / "UrbanSound8K", classes=3)
+    run = tmp_path / "us8k"
+    assert (
+        main(["train", f"urbansound8k:{us8k}", "--test-fold", "10", "--output-dir", str(run), *arguments])
+        == 0
+    )
+    splits = pd.read_csv(run / "splits.csv")
+    assert set(splits.loc[splits["split"] == "test", "fold"]) == {10}
+    assert json.loads((run / "results.json").read_text())["test_metrics"]["num_samples"] == 3

@@ -325,6 +325,8 @@ def test_decoding_in_worker_processes_trains_the_same_model(sound_root, tmp_path
     histories = []
     for workers in (0, 2):
         config = tiny_config(tmp_path / f"workers-{workers}", max_epochs=2)
-        trainer = BEATsTrainer.from_directory(sound_root, config=config, batch_size=8, num_workers=workers, validate=False)
+        trainer = BEATsTrainer.from_directory(
+            sound_root, config=config, batch_size=8, num_workers=workers, validate=False
+        )
         histories.append(trainer.train().history.drop(columns="seconds"))
     pd.testing.assert_frame_equal(histories[0], histories[1])
