@@ -330,3 +330,22 @@ def test_decoding_in_worker_processes_trains_the_same_model(sound_root, tmp_path
         )
         histories.append(trainer.train().history.drop(columns="seconds"))
     pd.testing.assert_frame_equal(histories[0], histories[1])
+
+
+def test_long_files_are_predicted_from_the_mean_of_their_windows(trained, tmp_path):
+    from beats_core import load_audio
+
+    clip = np.concatenate([testkit.sound_clip(name, 1.0, seed=7) for name in ("tone", "chirp", "clicks")])
+    path = testkit.write_audio(tmp_path / "long.wav", clip, 16000)
+    reloaded = BEATsTrainer.from_checkpoint(
+        trained.results.paths["best_model"], data_config=DataConfig(max_duration=1.0)
+    )
+    table = reloaded.predict([path])
+    waveform = load_audio(path)
+    with torch.no_grad():
+        logits = torch.stack(
+            [reloaded.model(waveform[i * 16000 : (i + 1) * 16000][None])[0] for i in range(3)]
+        )
+    expected = torch.softmax(logits.mean(dim=0), dim=-1).numpy()
+    columns = [f"prob_{label}" for label in ("chirp", "clicks", "noise_band", "tone")]
+    assert np.allclose(table[columns].to_numpy()[0], expected, atol=1e-5)
