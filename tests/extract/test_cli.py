@@ -12,14 +12,18 @@ from beats_extract.cli import parse_layer
 def folder(tmp_path):
     root = tmp_path / "audio"
     for k in range(3):
-        testkit.write_audio(root / f"class{k}" / f"clip{k}.flac", testkit.class_sound(k, 0.8, 44100, seed=k), 44100)
+        testkit.write_audio(
+            root / f"class{k}" / f"clip{k}.flac", testkit.class_sound(k, 0.8, 44100, seed=k), 44100
+        )
     (root / "class0" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     return root
 
 
 def test_extract_writes_features_and_paths_and_lists_bad_files(tiny_checkpoint, folder, tmp_path, capsys):
     out = tmp_path / "features.npz"
-    status = main(["extract", str(folder), "--model", str(tiny_checkpoint), "--out", str(out), "--layer", "0,-1"])
+    status = main(
+        ["extract", str(folder), "--model", str(tiny_checkpoint), "--out", str(out), "--layer", "0,-1"]
+    )
     captured = capsys.readouterr()
     assert status == 0
     assert "1 of 4 files could not be decoded" in captured.err and "broken.wav" in captured.err
@@ -34,7 +38,9 @@ def test_extract_to_parquet_from_a_list_file_then_search(tiny_checkpoint, folder
     listing = tmp_path / "files.txt"
     listing.write_text("\n".join(str(p) for p in sorted(folder.rglob("*.flac"))))
     out = tmp_path / "index.parquet"
-    status = main(["extract", str(listing), "--model", str(tiny_checkpoint), "-o", str(out), "--pooling", "meanstd"])
+    status = main(
+        ["extract", str(listing), "--model", str(tiny_checkpoint), "-o", str(out), "--pooling", "meanstd"]
+    )
     assert status == 0
     assert load_features(out).features.shape == (3, 128)
     capsys.readouterr()
@@ -42,7 +48,11 @@ def test_extract_to_parquet_from_a_list_file_then_search(tiny_checkpoint, folder
     assert main(["search", str(out), str(query), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(query)
-    assert lines[1].split()[0] == "1" and lines[1].split()[-1] == str(query) and float(lines[1].split()[1]) > 0.9999
+    assert (
+        lines[1].split()[0] == "1"
+        and lines[1].split()[-1] == str(query)
+        and float(lines[1].split()[1]) > 0.9999
+    )
     assert len(lines) == 3
 
 

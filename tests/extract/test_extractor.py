@@ -32,18 +32,24 @@ def test_matches_the_official_outputs(reference_dir):
     cases = np.load(reference_dir / "model_cases.npz")
     wave = cases["single_wave"][0]
     pre = BEATsFeatureExtractor(str(reference_dir / "tiny_pretrained.pt"))
-    np.testing.assert_allclose(pre.extract_from_array(wave), cases["pre_single_features"][0].mean(0), atol=1e-4)
+    np.testing.assert_allclose(
+        pre.extract_from_array(wave), cases["pre_single_features"][0].mean(0), atol=1e-4
+    )
     stacked = BEATsFeatureExtractor(str(reference_dir / "tiny_pretrained.pt"), layer="all")
     np.testing.assert_allclose(
         stacked.extract_from_array(wave), cases["pre_single_layer_results"][:, 0].mean(1), atol=1e-4
     )
-    frames = BEATsFeatureExtractor(str(reference_dir / "tiny_pretrained.pt"), pooling=None).extract_from_array(wave)
+    frames = BEATsFeatureExtractor(
+        str(reference_dir / "tiny_pretrained.pt"), pooling=None
+    ).extract_from_array(wave)
     expected = cases["pre_single_features"][0].reshape(-1, 8, 64).mean(1)
     np.testing.assert_allclose(frames.embeddings, expected, atol=1e-4)
     # A fine-tuned checkpoint gives encoder features, not class probabilities.
     tuned = BEATsFeatureExtractor(str(reference_dir / "tiny_finetuned.pt"))
     assert tuned.get_feature_dim() == 64
-    np.testing.assert_allclose(tuned.extract_from_array(wave), cases["ft_single_tap_encoder_out"][0].mean(0), atol=1e-4)
+    np.testing.assert_allclose(
+        tuned.extract_from_array(wave), cases["ft_single_tap_encoder_out"][0].mean(0), atol=1e-4
+    )
 
 
 def test_order_is_preserved_for_mixed_formats_rates_and_lengths(tiny_checkpoint, mixed_clips):
@@ -154,7 +160,9 @@ def test_layers_and_feature_dims(tiny_checkpoint):
     np.testing.assert_allclose(BEATsFeatureExtractor(**base, layer=-1).extract_from_array(clip), per_layer[2])
     listed = BEATsFeatureExtractor(**base, layer=[0, 2])
     assert listed.get_feature_dim() == 128
-    np.testing.assert_allclose(listed.extract_from_array(clip), np.concatenate([per_layer[0], per_layer[2]]), atol=1e-6)
+    np.testing.assert_allclose(
+        listed.extract_from_array(clip), np.concatenate([per_layer[0], per_layer[2]]), atol=1e-6
+    )
     stacked = BEATsFeatureExtractor(**base, layer="all", pooling="meanstd")
     assert stacked.get_feature_dim() == 128 and stacked.feature_shape == (3, 128)
     out = stacked.extract_from_array(clip)
@@ -166,7 +174,11 @@ def test_layers_and_feature_dims(tiny_checkpoint):
 
 def test_a_callable_pooling_is_used_directly(tiny_checkpoint):
     def rms(features, padding_mask):
-        keep = (~padding_mask).unsqueeze(-1).float() if padding_mask is not None else torch.ones_like(features[..., :1])
+        keep = (
+            (~padding_mask).unsqueeze(-1).float()
+            if padding_mask is not None
+            else torch.ones_like(features[..., :1])
+        )
         return ((features**2 * keep).sum(1) / keep.sum(1)).sqrt()
 
     extractor = BEATsFeatureExtractor(str(tiny_checkpoint), pooling=rms)
@@ -221,7 +233,9 @@ def test_arrays_numpy_torch_stereo_and_other_rates(tiny_checkpoint, tmp_path):
     path = testkit.write_audio(tmp_path / "x.wav", signal, 44100, subtype="FLOAT")
     from_file = extractor.extract_from_file(path)
     np.testing.assert_allclose(extractor.extract_from_array(signal, 44100), from_file, atol=1e-5)
-    np.testing.assert_allclose(extractor.extract_from_array(torch.from_numpy(signal), 44100), from_file, atol=1e-5)
+    np.testing.assert_allclose(
+        extractor.extract_from_array(torch.from_numpy(signal), 44100), from_file, atol=1e-5
+    )
     stereo = np.stack([signal, signal])
     np.testing.assert_allclose(extractor.extract_from_array(stereo, 44100), from_file, atol=1e-5)
     batch = extractor.extract_from_arrays(torch.from_numpy(np.stack([signal, signal])), 44100)
@@ -295,4 +309,3 @@ def test_an_empty_list_gives_an_empty_array(tiny_checkpoint):
     extractor = BEATsFeatureExtractor(str(tiny_checkpoint))
     assert extractor.extract_from_files([]).shape == (0, 64)
     assert extractor.extract_from_arrays([]).shape == (0, 64)
-

@@ -66,7 +66,9 @@ def test_aligned_mask_downsamples_to_whole_time_steps(lengths, extra):
     sample_mask, token_mask = aligned_padding_mask(lengths, num_samples)
     steps = num_fbank_frames(num_samples) // 16
     expected = np.repeat(
-        np.arange(steps)[None] >= np.array([min(num_time_steps(n), steps) for n in lengths])[:, None], 8, axis=1
+        np.arange(steps)[None] >= np.array([min(num_time_steps(n), steps) for n in lengths])[:, None],
+        8,
+        axis=1,
     )
     if not expected.any():
         assert sample_mask is None and token_mask is None

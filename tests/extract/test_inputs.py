@@ -9,7 +9,16 @@ from beats_extract import find_audio_files
 
 
 def test_folders_lists_and_files(tmp_path):
-    for name in ["b/2.wav", "b/1.FLAC", "a/x.mp3", "a/.hidden.wav", ".cache/y.wav", "a/notes.txt", "a/raw.dat", "c.ogg"]:
+    for name in [
+        "b/2.wav",
+        "b/1.FLAC",
+        "a/x.mp3",
+        "a/.hidden.wav",
+        ".cache/y.wav",
+        "a/notes.txt",
+        "a/raw.dat",
+        "c.ogg",
+    ]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).touch()
     listed = tmp_path / "lists" / "more.txt"

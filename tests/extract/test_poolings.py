@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -61,7 +63,7 @@ def test_combining_windows_equals_pooling_everything(name):
     pooling = get_pooling(name)
     features = torch.randn(1, 23, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     cuts = [0, 8, 9, 17, 23]
-    pieces = [pooling(features[:, a:b], None)[0].numpy() for a, b in zip(cuts, cuts[1:], strict=False)]
+    pieces = [pooling(features[:, a:b], None)[0].numpy() for a, b in itertools.pairwise(cuts)]
     weights = np.diff(cuts)
     combined = pooling.combine_windows(np.stack(pieces), weights)
     np.testing.assert_allclose(combined, pooling(features, None)[0].numpy(), rtol=1e-5, atol=1e-6)
@@ -74,7 +76,11 @@ def test_callables_and_poolings_pass_through():
 
     peak.output_multiplier = 1
     resolved = get_pooling(peak)
-    assert isinstance(resolved, Pooling) and resolved.name == "peak" and resolved.combine_windows is weighted_mean
+    assert (
+        isinstance(resolved, Pooling)
+        and resolved.name == "peak"
+        and resolved.combine_windows is weighted_mean
+    )
     assert get_pooling(resolved) is resolved
 
 

@@ -28,10 +28,14 @@ def test_search_ranks_by_cosine_and_skips_unusable_rows():
 def test_features_files_round_trip(tmp_path, suffix):
     features = np.random.default_rng(0).standard_normal((4, 3, 5)).astype(np.float32)
     paths = [f"/data/clip {i}.wav" for i in range(4)]
-    written = save_features(tmp_path / f"out{suffix}", features, paths, metadata={"model": "m", "layer": "all"})
+    written = save_features(
+        tmp_path / f"out{suffix}", features, paths, metadata={"model": "m", "layer": "all"}
+    )
     saved = load_features(written)
     np.testing.assert_array_equal(saved.features, features)
-    assert saved.paths == paths and saved.metadata["model"] == "m" and saved.metadata["feature_shape"] == [3, 5]
+    assert (
+        saved.paths == paths and saved.metadata["model"] == "m" and saved.metadata["feature_shape"] == [3, 5]
+    )
     assert not list(tmp_path.glob(".*partial"))
     index = FeatureIndex.load(written)
     assert index.search(features[2])[0].path == paths[2]

@@ -514,7 +514,9 @@ class BEATsFeatureExtractor:
                 chunk = keep[start : start + self.batch_size]
                 rows = [batch.rows[k] for k in chunk]
                 longest = max(self.model.min_num_samples, *(row.window.length for row in rows))
-                waveforms = batch.waveforms[chunk, :longest]  # type: ignore[index]
+                waveforms = batch.waveforms  # (R, N), padded to the longest row of the unit
+                if len(chunk) < waveforms.shape[0] or longest < waveforms.shape[1]:  # type: ignore[union-attr]
+                    waveforms = waveforms[chunk, :longest]  # type: ignore[index]
                 for row, (value, weight) in zip(rows, self._embed(waveforms, rows), strict=True):
                     if weight >= 0:
                         clip = pieces.setdefault(row.index, _Pieces())

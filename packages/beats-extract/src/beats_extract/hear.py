@@ -3,7 +3,8 @@
 `HEAR <https://hearbenchmark.com/hear-api.html>`_ (Holistic Evaluation of Audio
 Representations) evaluates any module that has these three functions::
 
-    python3 -m heareval.embeddings.runner beats_extract.hear --model BEATs_iter3_plus_AS2M
+    python3 -m heareval.embeddings.runner beats_extract.hear --tasks-dir tasks
+    python3 -m heareval.embeddings.runner beats_extract.hear --model tuned.pt --model-options '{"layer": 8}'
 
 * :func:`load_model` returns a ``torch.nn.Module`` with ``sample_rate`` (16000),
   ``scene_embedding_size`` and ``timestamp_embedding_size``;

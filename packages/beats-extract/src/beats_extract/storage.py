@@ -23,7 +23,7 @@ import numpy as np
 
 from beats_core.errors import ConfigError, MissingDependencyError
 
-__all__ = ["FEATURE_SUFFIXES", "SavedFeatures", "load_features", "save_features"]
+__all__ = ["FEATURE_SUFFIXES", "SavedFeatures", "check_feature_path", "load_features", "save_features"]
 
 #: The file types features can be saved as.
 FEATURE_SUFFIXES = (".npz", ".parquet")
