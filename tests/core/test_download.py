@@ -456,13 +456,17 @@ def test_two_processes_finding_a_damaged_file_repair_it_once(
 
 
 def test_an_hf_hub_name_loads_the_checkpoint_file_of_a_model_repository(hub, reference_dir, hf_home):
-    first = hub.add_file("someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_finetuned.pt").read_bytes())
+    first = hub.add_file(
+        "someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_finetuned.pt").read_bytes()
+    )
     path = ensure_checkpoint("hf-hub:someone/beats-birds")
     assert path.parent.parent == hf_home / "hub" / "models--someone--beats-birds" / "snapshots"
     assert path.name == "beats_checkpoint.pt"
     assert load_checkpoint("hf-hub:someone/beats-birds").label_dict is not None
     assert find_cached_checkpoint("hf-hub:someone/beats-birds") == path
-    hub.add_file("someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_pretrained.pt").read_bytes())
+    hub.add_file(
+        "someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_pretrained.pt").read_bytes()
+    )
     pinned = ensure_checkpoint(f"hf-hub:someone/beats-birds@{first}")
     assert pinned.read_bytes() == (reference_dir / "tiny_finetuned.pt").read_bytes()
     assert load_checkpoint("hf-hub:someone/beats-birds").label_dict is None  # main moved on
