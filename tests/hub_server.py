@@ -14,6 +14,20 @@ the way ``huggingface_hub`` expects (checked with huggingface_hub 2.4.0):
   ``RevisionNotFound`` (404), ``EntryNotFound`` (404, with ``X-Repo-Commit``).
 * ``GET /api/agent-harnesses`` (asked by the client unless ``HF_HUB_DISABLE_TELEMETRY=1``).
 
+Uploads (``HfApi.create_repo``, ``create_commit``, ``upload_file``, ``upload_folder``):
+
+* ``POST /api/repos/create`` (``409`` when the repository exists), ``GET /api/{models|datasets|
+  spaces}/{repo_id}[/revision/{revision}]`` (repository info with its files);
+* ``POST /api/validate-yaml`` (the metadata block of a ``README.md``, parsed as YAML);
+* ``POST /api/{repo_type}s/{repo_id}/preupload/{revision}``: every file is answered as a regular
+  (non-LFS) file, with the ``oid`` of the file already there so that the client skips unchanged
+  files; the client then sends the content inside the commit;
+* ``POST /api/{repo_type}s/{repo_id}/commit/{revision}``: the ndjson commit (``header``,
+  ``file`` in base64, ``deletedFile``); a commit becomes the new head of the branch.
+
+With ``FakeHub(write_token=...)`` these routes answer ``401`` unless the request carries
+``Authorization: Bearer <write_token>``, as the Hub does for a missing or read-only token.
+
 Faults are set per test through :attr:`FakeHub.faults` (a corrupted payload, a connection
 dropped mid-file, a slow transfer, an endpoint that is not a Hub), and every request is
 recorded in :attr:`FakeHub.requests`.
@@ -33,6 +47,7 @@ first line of stdout and serves until it is terminated::
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import hashlib
 import json
@@ -121,14 +136,16 @@ class FakeHub:
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, *, log: Path | None = None) -> None:
+    def __init__(self, *, log: Path | None = None, write_token: str | None = None) -> None:
         """Create the server (not started).
 
         Args:
             log: a file to append every request to, as a JSON line (for a server in
                 another process).
+            write_token: the token that upload routes require; ``None`` accepts any request.
         """
         self.repos: dict[tuple[str, str], Repo] = {}
+        self.write_token = write_token
         self.faults = Faults()
         self.requests: list[Request] = []
         self.log = log
@@ -190,15 +207,45 @@ class FakeHub:
         """
         if repo_type not in REPO_TYPES:
             raise ValueError(f"repo_type must be one of {REPO_TYPES}, got {repo_type!r}")
+        return self.commit(repo_id, {path_in_repo: StoredFile(data, lfs)}, repo_type=repo_type, branch=branch)
+
+    def commit(
+        self,
+        repo_id: str,
+        changes: dict[str, StoredFile | None],
+        *,
+        repo_type: str = "model",
+        branch: str = "main",
+        message: str = "",
+    ) -> str:
+        """Commit changes on a branch (creating the repository if needed): a file, or ``None`` to delete one.
+
+        Returns:
+            The id (40 hex) of the new commit, which holds the branch's other files too.
+        """
         with self._lock:
             repo = self.repos.setdefault((repo_type, repo_id), Repo())
             parent = repo.branches.get(branch, "")
             files = dict(repo.commits.get(parent, {}))
-            files[path_in_repo] = StoredFile(data, lfs)
-            commit = hashlib.sha1(f"{parent}\0{path_in_repo}\0".encode() + data).hexdigest()
+            digest = hashlib.sha1(f"{parent}\0{message}\0".encode())
+            for path, stored in sorted(changes.items()):
+                digest.update(f"{path}\0".encode() + (b"-" if stored is None else stored.data))
+                if stored is None:
+                    files.pop(path, None)
+                else:
+                    files[path] = stored
+            commit = digest.hexdigest()
             repo.commits[commit] = files
             repo.branches[branch] = commit
         return commit
+
+    def files(self, repo_id: str, *, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:
+        """The files of a repository at a revision, path -> content (empty if there is no such revision)."""
+        with self._lock:
+            repo = self.repos.get((repo_type, repo_id))
+            commit = repo.resolve(revision) if repo is not None else None
+            stored = repo.commits[commit] if commit is not None else {}
+            return {path: file.data for path, file in stored.items()}
 
     def requests_for(self, path_in_repo: str, method: str = "GET") -> list[Request]:
         """The recorded requests of one method that fetched ``path_in_repo`` (by name or by LFS blob)."""
@@ -316,6 +363,137 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve(body=True)
 
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        self.hub._record(
+            Request(
+                method="POST",
+                path=path,
+                range=None,
+                authorization=self.headers.get("Authorization"),
+                server=self.role,
+            )
+        )
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.role != "hub" or self.hub.faults.not_a_hub:
+            self._send_json(404, {"error": f"no route for POST {path}"}, body=True)
+            return
+        token = self.hub.write_token
+        if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+            self._send_json(401, {"error": "Invalid username or password."}, body=True)
+            return
+        if path == "/api/repos/create":
+            self._create_repo(json.loads(body))
+        elif path == "/api/validate-yaml":
+            self._validate_yaml(json.loads(body))
+        elif match := re.fullmatch(r"/api/(models|datasets|spaces)/(.+)/(preupload|commit)/([^/]+)", path):
+            kind, repo_id, action, revision = match.groups()
+            key = (kind[:-1], unquote(repo_id))
+            if key not in self.hub.repos:
+                headers = {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
+                self._send_json(404, {"error": "Repository not found"}, headers, body=True)
+            elif action == "preupload":
+                self._preupload(key, unquote(revision), json.loads(body))
+            else:
+                self._commit(key, unquote(revision), body)
+        else:
+            self._send_json(404, {"error": f"no route for POST {path}"}, body=True)
+
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        return f"{self.hub.url}/{prefix}{repo_id}"
+
+    def _create_repo(self, payload: dict) -> None:
+        repo_type = payload.get("type") or "model"
+        repo_id = "/".join(part for part in (payload.get("organization"), payload.get("name")) if part)
+        url = self._repo_url(repo_type, repo_id)
+        with self.hub._lock:
+            exists = (repo_type, repo_id) in self.hub.repos
+            if not exists:
+                self.hub.repos[(repo_type, repo_id)] = Repo()
+        if exists:
+            self._send_json(409, {"error": "You already created this repo", "url": url}, body=True)
+            return
+        self.hub.commit(repo_id, {}, repo_type=repo_type, message="initial commit")
+        self._send_json(200, {"url": url, "name": repo_id}, body=True)
+
+    def _validate_yaml(self, payload: dict) -> None:
+        import yaml
+
+        content = payload.get("content", "")
+        match = re.match(r"---\n(.*?)\n---", content, re.DOTALL)
+        try:
+            metadata = yaml.safe_load(match.group(1)) if match else {}
+        except yaml.YAMLError as e:
+            self._send_json(400, {"errors": [{"message": f"invalid YAML: {e}"}]}, body=True)
+            return
+        if metadata is not None and not isinstance(metadata, dict):
+            self._send_json(400, {"errors": [{"message": "metadata must be a mapping"}]}, body=True)
+            return
+        self._send_json(200, {"errors": [], "warnings": []}, body=True)
+
+    def _preupload(self, key: tuple[str, str], revision: str, payload: dict) -> None:
+        existing = self.hub.files(key[1], repo_type=key[0], revision=revision)
+        answers = [
+            {
+                "path": item["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": StoredFile(existing[item["path"]], False).git_sha1
+                if item["path"] in existing
+                else None,
+            }
+            for item in payload.get("files", [])
+        ]
+        self._send_json(200, {"files": answers, "commitOid": None}, body=True)
+
+    def _commit(self, key: tuple[str, str], revision: str, body: bytes) -> None:
+        changes: dict[str, StoredFile | None] = {}
+        summary = ""
+        for line in body.splitlines():
+            item = json.loads(line)
+            value = item.get("value", {})
+            if item.get("key") == "header":
+                summary = value.get("summary", "")
+            elif item.get("key") == "file":
+                changes[value["path"]] = StoredFile(base64.b64decode(value["content"]), lfs=False)
+            elif item.get("key") == "deletedFile":
+                changes[value["path"]] = None
+            else:
+                message = f"this fake Hub does not support commit entries of kind {item.get('key')!r}"
+                self._send_json(400, {"error": message}, body=True)
+                return
+        commit = self.hub.commit(key[1], changes, repo_type=key[0], branch=revision, message=summary)
+        url = f"{self._repo_url(*key)}/commit/{commit}"
+        self._send_json(200, {"commitUrl": url, "commitOid": commit, "pullRequestUrl": None}, body=True)
+
+    def _repo_info(self, path: str, *, body: bool) -> bool:
+        """Answer ``GET /api/{models|datasets|spaces}/{repo_id}[/revision/{revision}]``; False if not such a path."""
+        match = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
+        if match is None:
+            return False
+        kind, repo_id, revision = match.groups()
+        repo_type, repo_id, revision = kind[:-1], unquote(repo_id), unquote(revision or "main")
+        with self.hub._lock:
+            repo = self.hub.repos.get((repo_type, repo_id))
+            commit = repo.resolve(revision) if repo is not None else None
+        if repo is None:
+            headers = {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
+            self._send_json(401, {"error": "Repository not found"}, headers, body=body)
+        elif commit is None:
+            headers = {"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"}
+            self._send_json(404, {"error": "Invalid rev id"}, headers, body=body)
+        else:
+            names = sorted(self.hub.files(repo_id, repo_type=repo_type, revision=commit))
+            info = {
+                "id": repo_id,
+                "sha": commit,
+                "private": False,
+                "siblings": [{"rfilename": n} for n in names],
+            }
+            self._send_json(200, info, body=body)
+        return True
+
     def _serve(self, *, body: bool) -> None:
         path = urlsplit(self.path).path
         self.hub._record(
@@ -342,6 +520,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/api/agent-harnesses":
             self._send_json(200, {"standardEnvVars": [], "harnesses": {}}, body=body)
+            return
+        if self._repo_info(path, body=body):
             return
         parsed = _parse_resolve(path)
         if parsed is None:

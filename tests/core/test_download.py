@@ -448,3 +448,36 @@ def test_two_processes_finding_a_damaged_file_repair_it_once(
     assert paths == [path, path]
     assert path.read_bytes() == (reference_dir / "tiny_finetuned.pt").read_bytes()
     assert _logged_gets(log, "tiny_finetuned.pt") == 2  # the first download, then one repair for both
+
+
+# ---------------------------------------------------------------------------
+# hf-hub:owner/name, a Hub model repository that is not registered
+# ---------------------------------------------------------------------------
+
+
+def test_an_hf_hub_name_loads_the_checkpoint_file_of_a_model_repository(hub, reference_dir, hf_home):
+    first = hub.add_file(
+        "someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_finetuned.pt").read_bytes()
+    )
+    path = ensure_checkpoint("hf-hub:someone/beats-birds")
+    assert path.parent.parent == hf_home / "hub" / "models--someone--beats-birds" / "snapshots"
+    assert path.name == "beats_checkpoint.pt"
+    assert load_checkpoint("hf-hub:someone/beats-birds").label_dict is not None
+    assert find_cached_checkpoint("hf-hub:someone/beats-birds") == path
+    hub.add_file(
+        "someone/beats-birds", "beats_checkpoint.pt", (reference_dir / "tiny_pretrained.pt").read_bytes()
+    )
+    pinned = ensure_checkpoint(f"hf-hub:someone/beats-birds@{first}")
+    assert pinned.read_bytes() == (reference_dir / "tiny_finetuned.pt").read_bytes()
+    assert load_checkpoint("hf-hub:someone/beats-birds").label_dict is None  # main moved on
+
+
+def test_hf_hub_names_say_what_is_missing(hub):
+    hub.add_file("someone/other-files", "model.safetensors", b"x")
+    with pytest.raises(CheckpointError, match=r"has no file 'beats_checkpoint\.pt'.*push_to_hub"):
+        ensure_checkpoint("hf-hub:someone/other-files")
+    with pytest.raises(CheckpointError, match=r"'someone/nothing' was not found.*check the repository id"):
+        ensure_checkpoint("hf-hub:someone/nothing")
+    for bad in ("hf-hub:no-owner", "hf-hub:a/b@", "hf-hub:a/b/c"):
+        with pytest.raises(UnknownModelError, match="hf-hub:OWNER/NAME"):
+            ensure_checkpoint(bad)

@@ -354,3 +354,30 @@ def test_forward_hooks_see_unmodified_outputs_in_inference():
         handle.remove()
     for name, (with_grad, without_grad) in seen.items():
         torch.testing.assert_close(without_grad, with_grad.detach(), msg=name)
+
+
+def test_half_precision_training_attention_matches_sdpa():
+    """bfloat16 training on the CPU computes attention explicitly (SDPA would run it in float32): same result."""
+    from beats_core.model import _half_precision_attention
+
+    generator = torch.Generator().manual_seed(12)
+    q, k, v = (torch.randn(2, 4, 24, 16, generator=generator) for _ in range(3))
+    mask = torch.randn(2, 4, 24, 24, generator=generator)
+    mask[1, :, :, 20:] = float("-inf")  # padded keys
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    low = _half_precision_attention(
+        q.bfloat16(), k.bfloat16(), v.bfloat16(), attn_mask=mask.bfloat16(), dropout_p=0.0
+    )
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, atol=3e-2, rtol=3e-2)
+    model = _tiny(seed=13).eval()
+    waves, padding = _noise(2, 16000, seed=14), torch.zeros(2, 16000, dtype=torch.bool)
+    padding[1, 9000:] = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            through_sdpa, _ = model.forward_features(waves, padding)
+        explicit, _ = model.forward_features(waves, padding)  # grad enabled: the explicit path
+    cosine = F.cosine_similarity(
+        explicit.detach().float().flatten(1), through_sdpa.float().flatten(1), dim=-1
+    )
+    assert torch.all(cosine > 0.999)

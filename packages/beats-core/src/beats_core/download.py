@@ -38,7 +38,14 @@ from huggingface_hub.utils import (
 from beats_core.__about__ import __version__
 from beats_core.checkpoint import read_checkpoint
 from beats_core.errors import CheckpointError
-from beats_core.registry import DEFAULT_MODEL, ModelInfo, find_registration, list_available_models
+from beats_core.registry import (
+    DEFAULT_MODEL,
+    HUB_PREFIX,
+    ModelInfo,
+    find_registration,
+    hub_model_info,
+    list_available_models,
+)
 
 __all__ = ["ensure_checkpoint", "find_cached_checkpoint", "hub_cache_dir"]
 
@@ -74,11 +81,14 @@ def ensure_checkpoint(
     file lock in the cache serialises validation and repair.
 
     A registered name wins over a file of the same name in the working directory; pass a
-    ``Path`` (or ``./name``) to mean the file.
+    ``Path`` (or ``./name``) to mean the file. ``hf-hub:owner/name[@revision]`` names the file
+    ``beats_checkpoint.pt`` of a Hub model repository that is not registered (what
+    beats-train's ``push_to_hub`` uploads); it is downloaded and validated the same way.
 
     Args:
-        name: a registered model name (see ``beats models``), or the path of a checkpoint
-            file. *Optional*, defaults to :data:`~beats_core.registry.DEFAULT_MODEL`.
+        name: a registered model name (see ``beats models``), ``hf-hub:owner/name``, or the
+            path of a checkpoint file. *Optional*, defaults to
+            :data:`~beats_core.registry.DEFAULT_MODEL`.
         revision: the branch, tag or commit to download. *Optional*, defaults to the
             revision in the registry. Ignored for a local file.
         cache_dir: the Hugging Face cache folder. *Optional*, defaults to ``HF_HUB_CACHE``,
@@ -105,12 +115,12 @@ def ensure_checkpoint(
             raise problem
         return local
 
-    registration = find_registration(str(target))
+    info, distribution = _lookup(str(target))
     download = _Download(
         name=str(target),
-        info=registration.value,
-        revision=revision or registration.value.revision,
-        distribution=registration.distribution,
+        info=info,
+        revision=revision or info.revision,
+        distribution=distribution,
         settings=_HubSettings.from_environment(cache_dir),
     )
     if force_download and download.settings.offline:
@@ -135,11 +145,15 @@ def ensure_checkpoint(
         path = download.fetch(force=True)
         problem = _validation_problem(path, sha256=download.info.sha256, size=download.info.size)
         if problem is not None:
+            culprit = (
+                f"the owners of {download.info.repo_id!r}"
+                if download.distribution is None
+                else f"the maintainers of {download.distribution!r}, which registers it"
+            )
             raise CheckpointError(
                 f"checkpoint {download.name!r} downloaded from {download.where()} is damaged: {problem}, and it "
-                f"still was after downloading it again. The file on the Hub does not match its registry entry "
-                f"(registered by {download.distribution!r}): report it to the maintainers of "
-                f"{download.distribution!r}, or pass the path of a good local checkpoint file."
+                f"still was after downloading it again. Report it to {culprit}, or pass the path of a good "
+                "local checkpoint file."
             ) from problem
         return path
 
@@ -153,8 +167,8 @@ def find_cached_checkpoint(
     """Return the cached file of a checkpoint without downloading or validating it.
 
     Args:
-        name: a registered model name, or the path of a checkpoint file. *Optional*,
-            defaults to :data:`~beats_core.registry.DEFAULT_MODEL`.
+        name: a registered model name, ``hf-hub:owner/name``, or the path of a checkpoint
+            file. *Optional*, defaults to :data:`~beats_core.registry.DEFAULT_MODEL`.
         revision: the branch, tag or commit. *Optional*, defaults to the registry's.
         cache_dir: the Hugging Face cache folder. *Optional*, defaults to
             :func:`hub_cache_dir`.
@@ -169,7 +183,7 @@ def find_cached_checkpoint(
     local = _local_file(target)
     if local is not None:
         return local if local.is_file() else None
-    info = find_registration(str(target)).value
+    info, _ = _lookup(str(target))
     cached = try_to_load_from_cache(
         info.repo_id,
         info.filename,
@@ -197,6 +211,15 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(os.path.expandvars(explicit)).expanduser()
     return _hf_home() / "hub"
+
+
+def _lookup(name: str) -> tuple[ModelInfo, str | None]:
+    """Where a model name's checkpoint lives, and the distribution that registers it (``None`` for ``hf-hub:``)."""
+    info = hub_model_info(name)
+    if info is not None:
+        return info, None
+    registration = find_registration(name)
+    return registration.value, registration.distribution
 
 
 # ---------------------------------------------------------------------------
@@ -266,7 +289,7 @@ class _Download:
     name: str
     info: ModelInfo
     revision: str
-    distribution: str
+    distribution: str | None  # None for an hf-hub: name, which no plugin registers
     settings: _HubSettings
 
     def where(self) -> str:
@@ -331,10 +354,16 @@ class _Download:
                 f"{settings.endpoint}: pass an existing branch, tag or commit, {local_hint}."
             )
         if isinstance(error, EntryNotFoundError):
+            fix = (
+                f"An {HUB_PREFIX} name means the file {info.filename!r} (what beats-train's push_to_hub uploads): "
+                f"check the repository, {local_hint}."
+                if self.distribution is None
+                else f"The registry entry (from {self.distribution!r}) may be out of date: upgrade "
+                f"{self.distribution!r}, {local_hint}."
+            )
             return CheckpointError(
                 f"checkpoint {name!r} was not found: {repo} has no file {info.filename!r} at revision "
-                f"{self.revision!r} on {settings.endpoint}. The registry entry (from {self.distribution!r}) may "
-                f"be out of date: upgrade {self.distribution!r}, {local_hint}."
+                f"{self.revision!r} on {settings.endpoint}. {fix}"
             )
         if isinstance(error, GatedRepoError):
             return CheckpointError(
@@ -342,10 +371,15 @@ class _Download:
                 "set HF_TOKEN (or run `hf auth login`) with an account that has access."
             )
         if isinstance(error, RepositoryNotFoundError):
+            otherwise = (
+                "check the repository id"
+                if self.distribution is None
+                else f"upgrade {self.distribution!r}, which registers it"
+            )
             return CheckpointError(
                 f"checkpoint {name!r}: {repo} was not found on {settings.endpoint}, or it is private and no "
                 f"valid token was sent. If you have access, set HF_TOKEN (or run `hf auth login`); otherwise "
-                f"upgrade {self.distribution!r}, which registers it, {local_hint}."
+                f"{otherwise}, {local_hint}."
             )
         if isinstance(error, HfHubHTTPError):
             status = getattr(getattr(error, "response", None), "status_code", "?")
@@ -442,7 +476,7 @@ def _local_file(target: str | os.PathLike[str]) -> Path | None:
     """The local file meant by ``target``, or ``None`` when it is a model name."""
     if not isinstance(target, str):
         return Path(target).expanduser()
-    if target in list_available_models():
+    if target.startswith(HUB_PREFIX) or target in list_available_models():
         return None
     path = Path(target).expanduser()
     looks_like_path = (

@@ -16,9 +16,12 @@ __all__ = [
     "AudioTooShortError",
     "ConfigError",
     "DatasetError",
+    "HubError",
     "InvalidAudioError",
+    "MissingDependencyError",
     "PluginError",
     "PluginWarning",
+    "TrainingError",
     "UnknownModelError",
 ]
 
@@ -53,6 +56,18 @@ class AudioTooShortError(InvalidAudioError):
 
 class DatasetError(BeatsError, ValueError):
     """A dataset is malformed or fails validation."""
+
+
+class HubError(BeatsError, OSError):
+    """Uploading to the Hugging Face Hub failed (no access, no network, or the Hub refused the files)."""
+
+
+class TrainingError(BeatsError, RuntimeError):
+    """Training cannot go on: the loss is not finite, or a saved state does not fit the run resumed."""
+
+
+class MissingDependencyError(BeatsError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install (``pip install 'pkg[extra]'``)."""
 
 
 class PluginError(BeatsError, RuntimeError):

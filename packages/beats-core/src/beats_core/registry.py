@@ -14,6 +14,11 @@ entry point, exactly as a third-party package adds its models::
 
 A name registered twice keeps its first registration (built-ins come first) and the
 duplicate is reported with a :class:`~beats_core.errors.PluginWarning`.
+
+A checkpoint that is not registered can be named by its Hub repository instead:
+``hf-hub:owner/name`` (or ``hf-hub:owner/name@revision``) means the file
+:data:`HUB_CHECKPOINT_FILENAME` of that model repository, the file beats-train's
+``BEATsTrainer.push_to_hub`` uploads (see :func:`hub_model_info`).
 """
 
 from __future__ import annotations
@@ -35,15 +40,22 @@ from beats_core.plugins import Registration, collect_registrations
 __all__ = [
     "BUILTIN_MODELS",
     "DEFAULT_MODEL",
+    "HUB_CHECKPOINT_FILENAME",
+    "HUB_PREFIX",
     "REPO_TYPES",
     "ModelInfo",
     "find_registration",
     "get_model_info",
+    "hub_model_info",
     "list_available_models",
 ]
 
 #: The Hugging Face Hub repository types a checkpoint can live in.
 REPO_TYPES = ("model", "dataset", "space")
+#: The prefix of a model name that is a Hub repository rather than a registered name.
+HUB_PREFIX = "hf-hub:"
+#: The checkpoint file of a repository named ``hf-hub:owner/name``.
+HUB_CHECKPOINT_FILENAME = "beats_checkpoint.pt"
 
 _REPO_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -233,6 +245,42 @@ def get_model_info(name: str) -> ModelInfo:
             registered name and lists them all.
     """
     return find_registration(name).value
+
+
+def hub_model_info(name: str) -> ModelInfo | None:
+    """Return where a model named ``hf-hub:owner/name[@revision]`` comes from, or ``None`` for other names.
+
+    The checkpoint is the file :data:`HUB_CHECKPOINT_FILENAME` (``beats_checkpoint.pt``) of the
+    model repository ``owner/name``, at ``revision`` (default ``main``); beats-train's
+    ``BEATsTrainer.push_to_hub`` uploads a fine-tuned model there. Such names are not in the
+    registry and need no plugin.
+
+    Args:
+        name: a model name as a user typed it, e.g. ``"hf-hub:me/beats-birds@v1"``.
+
+    Returns:
+        The :class:`ModelInfo` of the file, or ``None`` if ``name`` does not start with
+        :data:`HUB_PREFIX`.
+
+    Raises:
+        UnknownModelError: the part after the prefix is not ``owner/name`` with an
+            optional ``@revision``; the message shows the expected form.
+    """
+    if not isinstance(name, str) or not name.startswith(HUB_PREFIX):
+        return None
+    repo_id, _, revision = name.removeprefix(HUB_PREFIX).partition("@")
+    if "/" not in repo_id or not _REPO_ID.fullmatch(repo_id) or (_ and not revision):
+        raise UnknownModelError(
+            f"{name!r} is not a Hub model name: write hf-hub:OWNER/NAME or hf-hub:OWNER/NAME@REVISION, "
+            "e.g. hf-hub:me/beats-birds"
+        )
+    return ModelInfo(
+        repo_id=repo_id,
+        filename=HUB_CHECKPOINT_FILENAME,
+        revision=revision or "main",
+        description=f"the BEATs checkpoint of the Hub model repository {repo_id}",
+        source=f"https://huggingface.co/{repo_id}",
+    )
 
 
 def _model_registrations() -> dict[str, Registration]:

@@ -1,5 +1,57 @@
-"""beats-extract."""
+"""beats-extract: audio embeddings with BEATs.
+
+:class:`BEATsFeatureExtractor` turns audio files and arrays into embeddings (one vector
+per clip, or one per time step with timestamps), with pluggable poolings, layer
+selection and bounded memory for long recordings; :class:`FeatureIndex` searches them;
+:mod:`beats_extract.hear` follows the HEAR benchmark API. The public API is importable
+from the package root; names are resolved lazily so that ``import beats_extract`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from beats_extract.__about__ import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from beats_extract.extractor import (
+        BEATsFeatureExtractor,
+        FileFeatures,
+        FrameEmbeddings,
+        SkippedFileWarning,
+    )
+    from beats_extract.inputs import find_audio_files
+    from beats_extract.poolings import Pooling, get_pooling, list_poolings
+    from beats_extract.search import FeatureIndex
+    from beats_extract.storage import SavedFeatures, load_features, save_features
+
+_LAZY = {
+    "BEATsFeatureExtractor": "extractor",
+    "FileFeatures": "extractor",
+    "FrameEmbeddings": "extractor",
+    "SkippedFileWarning": "extractor",
+    "Pooling": "poolings",
+    "get_pooling": "poolings",
+    "list_poolings": "poolings",
+    "FeatureIndex": "search",
+    "SavedFeatures": "storage",
+    "load_features": "storage",
+    "save_features": "storage",
+    "find_audio_files": "inputs",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'beats_extract' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"beats_extract.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

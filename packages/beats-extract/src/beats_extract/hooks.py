@@ -1,1 +1,29 @@
-"""beats-extract's own plugin, registered through the ``beats`` entry point."""
+"""beats-extract's own plugin, registered through the ``beats`` entry point.
+
+It registers the built-in poolings and the ``beats extract`` and ``beats search``
+commands. Imports are deferred so that starting the ``beats`` command stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from beats_core.hookspecs import hookimpl
+
+
+@hookimpl
+def beats_poolings() -> Mapping[str, Callable[..., Any]]:
+    """Register ``mean``, ``max``, ``first``, ``last`` and ``meanstd``."""
+    from beats_extract.poolings import BUILTIN_POOLINGS
+
+    return BUILTIN_POOLINGS
+
+
+@hookimpl
+def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``beats extract`` and ``beats search``."""
+    from beats_extract.cli import add_commands
+
+    add_commands(subparsers)

@@ -1,5 +1,53 @@
-"""beats-train."""
+"""beats-train: fine-tune BEATs on your own audio with Hugging Face Accelerate.
+
+The public API is importable from the package root; names are resolved lazily so that
+``import beats_train`` (and the ``beats`` command) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from beats_train.__about__ import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from beats_train.config import AugmentationConfig, DataConfig, TrainingConfig, load_config, save_config
+    from beats_train.loop import TrainingResults
+    from beats_train.metrics import classification_metrics, multilabel_metrics
+    from beats_train.model import BEATsClassifier
+    from beats_train.presets import get_preset, list_presets
+    from beats_train.stats import compute_fbank_stats
+    from beats_train.trainer import BEATsTrainer, CrossValidationResults
+
+_LAZY = {
+    "BEATsTrainer": "trainer",
+    "CrossValidationResults": "trainer",
+    "TrainingResults": "loop",
+    "DataConfig": "config",
+    "TrainingConfig": "config",
+    "AugmentationConfig": "config",
+    "load_config": "config",
+    "save_config": "config",
+    "get_preset": "presets",
+    "list_presets": "presets",
+    "BEATsClassifier": "model",
+    "compute_fbank_stats": "stats",
+    "classification_metrics": "metrics",
+    "multilabel_metrics": "metrics",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'beats_train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"beats_train.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,1 +1,19 @@
-"""beats-train's own plugin, registered through the ``beats`` entry point."""
+"""beats-train's own plugin, registered through the ``beats`` entry point.
+
+It adds ``beats train``, ``beats evaluate`` and ``beats predict``; imports are deferred so
+that starting the ``beats`` command stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from beats_core.hookspecs import hookimpl
+
+
+@hookimpl
+def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``beats train``, ``beats evaluate`` and ``beats predict``."""
+    from beats_train.cli import add_commands
+
+    add_commands(subparsers)

@@ -1,0 +1,161 @@
+"""Benchmark: training steps of BEATs base (random weights) on CPU, beats-train against a plain loop over the official model.
+
+One training step is a forward pass, the loss, the backward pass and an AdamW step on a
+batch of 8 clips of 5 s (the batch and clip length of the BEATs paper's ESC-50
+fine-tuning). Ours is the step beats-train's training loop runs: a ``BEATsClassifier``
+prepared by an Accelerate ``Accelerator`` (its mixed precision), the optimiser of
+``build_optimizer`` (AdamW, parameter groups), ``accelerator.backward``; cross-entropy on
+the logits. The official side is a plain PyTorch loop over microsoft/unilm's ``BEATs``
+with the same weights, the same batch and ``torch.optim.AdamW``; its fine-tuned output is
+a sigmoid, so its loss is binary cross-entropy, as in the official fine-tuning. bfloat16
+runs wrap the official forward pass in ``torch.autocast("cpu", torch.bfloat16)``, which is
+what Accelerate does for ours. Layer drop is off on both sides (it skips layers at random,
+which would make the timings random too).
+
+Each figure is the best of several steps; ours and the official steps alternate, so both
+see the same load on a shared machine, and the speed-up is also given as the median of the
+ratios of adjacent pairs of steps, which a load that comes and goes disturbs less. It
+prints seconds per step, training samples per second, the speed-ups, and the peak
+resident memory of the process.
+
+    python3 -m hatch run python bench/train.py --official-dir bench/_cache/unilm_beats
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from _official import official_beats
+
+from beats_core import BEATs, BEATsConfig
+from beats_train.config import TrainingConfig
+from beats_train.model import BEATsClassifier
+from beats_train.optim import build_optimizer
+
+
+def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targets: torch.Tensor):
+    """A step function of beats-train's loop, and the model it trains."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # one process, two precisions one after the other
+    accelerator = Accelerator(cpu=True, mixed_precision=precision)
+    backbone = BEATs(config)
+    backbone.label_dict = {i: str(i) for i in range(config.predictor_class)}
+    classifier = BEATsClassifier(backbone)
+    optimizer = build_optimizer(classifier, TrainingConfig(learning_rate=1e-5, betas=(0.9, 0.98)))
+    model, optimizer = accelerator.prepare(classifier, optimizer)
+    model.train()
+
+    def step() -> None:
+        with accelerator.accumulate(model):
+            loss = F.cross_entropy(model(waveforms, None).float(), targets)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+
+    return step, classifier
+
+
+def official_step(module, state: dict, config: BEATsConfig, precision: str, waveforms, targets):
+    """A plain PyTorch training step over the official model with the same weights."""
+    model = module.BEATs(module.BEATsConfig(config.to_dict()))
+    model.load_state_dict(state)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98))
+    one_hot = F.one_hot(targets, config.predictor_class).float()
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            probabilities, _ = model.extract_features(waveforms)
+        loss = F.binary_cross_entropy(probabilities.float().clamp(1e-7, 1 - 1e-7), one_hot)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+def best(step, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--official-dir", help="folder with the official BEATs.py, backbone.py, modules.py")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed steps per side and precision (after one warm-up)"
+    )
+    parser.add_argument("--precision", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    config = BEATsConfig.base(
+        finetuned_model=True, predictor_class=50, encoder_layerdrop=0.0, predictor_dropout=0.0
+    )
+    waveforms = 0.1 * torch.randn(
+        args.batch, int(args.seconds * 16000), generator=torch.Generator().manual_seed(1)
+    )
+    targets = torch.randint(
+        0, config.predictor_class, (args.batch,), generator=torch.Generator().manual_seed(2)
+    )
+    module = official_beats(args.official_dir) if args.official_dir else None
+    print(
+        f"BEATs base, {sum(p.numel() for p in BEATs(config).parameters()) / 1e6:.1f} M parameters; batch of "
+        f"{args.batch} clips of {args.seconds:g} s; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"best of {args.repeats} steps, ours and official alternating"
+    )
+    print(
+        f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'speed-up':>10}{'paired':>8}"
+    )
+    for precision in args.precision:
+        torch.manual_seed(0)
+        ours, classifier = our_step(precision, config, waveforms, targets)
+        official = None
+        if module is not None:
+            state = {k.removeprefix("backbone."): v for k, v in classifier.state_dict().items()}
+            official = official_step(module, state, config, precision, waveforms, targets)
+        ours()  # warm-up (allocations, first-call work)
+        if official is not None:
+            official()
+        our_times, official_times = [], []
+        for _ in range(args.repeats):
+            our_times.append(best(ours, 1))
+            if official is not None:
+                official_times.append(best(official, 1))
+        name = "float32" if precision == "no" else "bfloat16"
+        ours_best = min(our_times)
+        speedup = paired = "-"
+        if official_times:
+            speedup = f"{min(official_times) / ours_best:.2f}x"
+            paired = (
+                f"{statistics.median(o / u for o, u in zip(official_times, our_times, strict=True)):.2f}x"
+            )
+        print(
+            f"{name:<10}{'beats-train':<16}{ours_best:>9.2f}{args.batch / ours_best:>11.3f}{speedup:>10}{paired:>8}"
+        )
+        if official_times:
+            best_official = min(official_times)
+            print(
+                f"{name:<10}{'official':<16}{best_official:>9.2f}{args.batch / best_official:>11.3f}{'1.00x':>10}"
+            )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

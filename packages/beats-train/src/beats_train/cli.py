@@ -1,0 +1,287 @@
+"""``beats train``, ``beats evaluate`` and ``beats predict``.
+
+Each wraps a public method of :class:`~beats_train.trainer.BEATsTrainer`. Several processes:
+``accelerate launch [options] -m beats_train DATA ...`` takes the same arguments as
+``beats train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_commands", "add_train_arguments", "run_evaluate", "run_predict", "run_train"]
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``evaluate`` and ``predict`` to the ``beats`` command.
+
+    Args:
+        subparsers: the ``beats`` parser's sub-parsers object.
+    """
+    train = subparsers.add_parser(
+        "train",
+        help="fine-tune BEATs on a labelled dataset",
+        description="Fine-tune BEATs on a dataset and write a run folder (configs, metrics.csv, best_model.pt, "
+        "plots, report). Several processes or GPUs: accelerate launch [options] -m beats_train DATA ...",
+    )
+    add_train_arguments(train)
+    train.set_defaults(func=run_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="score a fine-tuned checkpoint on labelled clips",
+        description="Score a fine-tuned checkpoint on every clip of a labelled dataset and print the classification "
+        "report (accuracy, macro-F1, per-class precision and recall).",
+    )
+    evaluate.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
+    )
+    _add_data_argument(evaluate)
+    evaluate.add_argument("--audio-column", default="filename", help="CSV column with the audio paths")
+    evaluate.add_argument("--label-column", default="category", help="CSV column with the labels")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="clips per batch")
+    evaluate.add_argument(
+        "--max-duration", type=float, default=10.0, help="window length in seconds for long clips"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(func=run_evaluate)
+
+    predict = subparsers.add_parser(
+        "predict",
+        help="classify audio files with a fine-tuned checkpoint",
+        description="Classify audio files with a fine-tuned checkpoint: the label and the probability of every class.",
+    )
+    predict.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
+    )
+    predict.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    predict.add_argument("--batch-size", type=int, default=16, help="clips per batch")
+    predict.add_argument(
+        "--max-duration", type=float, default=10.0, help="window length in seconds for long files"
+    )
+    predict.add_argument("-o", "--output", help="write the table to this CSV file instead of printing it")
+    predict.set_defaults(func=run_predict)
+
+
+def _add_data_argument(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    parser.add_argument(
+        "data",
+        metavar="DATA",
+        nargs="?" if optional else None,
+        help="a folder with one sub-folder per class, a .csv file, or NAME:PATH of a registered loader "
+        "(esc50:/data/ESC-50-master, urbansound8k:/data/UrbanSound8K, ...)",
+    )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``beats train`` (and of ``python -m beats_train``).
+
+    Args:
+        parser: the parser to add them to.
+    """
+    _add_data_argument(parser, optional=True)
+    parser.add_argument("--config", help="a YAML or JSON file with 'data' and 'training' sections")
+    parser.add_argument("--preset", help="a named recipe: esc50-paper or fast")
+    parser.add_argument(
+        "--model", help="model name, checkpoint file, hf-hub:owner/name, or random:tiny|base|large"
+    )
+    parser.add_argument("--epochs", type=int, help="maximum number of epochs")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--batch-size", type=int, help="clips per batch and process")
+    parser.add_argument("--output-dir", help="the run folder")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN",
+        help="continue an interrupted run: from the output folder, or from the run folder / state.pt given",
+    )
+    parser.add_argument("--test-fold", type=int, help="the test fold (ESC-50, UrbanSound8K)")
+    parser.add_argument(
+        "--val-fold", type=int, help="a validation fold (default: part of the training folds)"
+    )
+    parser.add_argument(
+        "--cross-validate", action="store_true", help="run every fold as test fold, report mean +- std"
+    )
+    parser.add_argument("--audio-column", help="CSV column with the audio paths (default filename)")
+    parser.add_argument("--label-column", help="CSV column with the labels (default category)")
+    parser.add_argument(
+        "--multi-label", action="store_true", help="several labels per clip (sigmoid outputs)"
+    )
+    parser.add_argument("--label-delimiter", help="separator of the labels of a clip (default ',')")
+    parser.add_argument("--max-duration", type=float, help="crop / window length in seconds (default 10)")
+    parser.add_argument("--num-workers", type=int, help="audio decoding processes per training process")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="mixed precision")
+    parser.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
+    parser.add_argument("--patience", type=int, help="epochs without improvement before stopping")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--tracker", help="experiment tracker (tensorboard, wandb, mlflow, ...)")
+    parser.add_argument("--no-validate", action="store_true", help="skip decoding every file before training")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The DataConfig and TrainingConfig of parsed ``beats train`` arguments.
+
+    Precedence: the defaults (or ``--preset``), then ``--config``, then the other flags.
+
+    Returns:
+        ``(data_config, training_config)``.
+
+    Raises:
+        ConfigError: an invalid combination or value.
+    """
+    from beats_core.errors import ConfigError
+    from beats_train.config import DataConfig, TrainingConfig, load_config
+
+    data_config, training_config = DataConfig(), TrainingConfig()
+    if args.config:
+        if args.preset:
+            raise ConfigError(
+                "give the preset inside the config file (training: {preset: NAME}) or with --preset, not both"
+            )
+        loaded_data, loaded_training = load_config(args.config)
+        data_config = loaded_data or data_config
+        training_config = loaded_training or training_config
+    elif args.preset:
+        training_config = TrainingConfig.preset(args.preset)
+    data: dict[str, Any] = {}
+    if args.data:
+        is_csv = args.data.lower().endswith(".csv") and Path(args.data).is_file()
+        data = (
+            {"metadata_file": args.data, "data_dir": None}
+            if is_csv
+            else {"data_dir": args.data, "metadata_file": None}
+        )
+    flags = {
+        "audio_column": args.audio_column,
+        "label_column": args.label_column,
+        "label_delimiter": args.label_delimiter,
+        "test_fold": args.test_fold,
+        "val_fold": args.val_fold,
+        "batch_size": args.batch_size,
+        "max_duration": args.max_duration,
+        "num_workers": args.num_workers,
+    }
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if args.no_validate:
+        data["validate"] = False
+    data_config = data_config.replace(**data)
+    training = {
+        "model": args.model,
+        "max_epochs": args.epochs,
+        "learning_rate": args.lr,
+        "output_dir": args.output_dir,
+        "mixed_precision": args.mixed_precision,
+        "patience": args.patience,
+        "seed": args.seed,
+        "tracker": args.tracker,
+    }
+    training = {key: value for key, value in training.items() if value is not None}
+    if args.batch_size is not None:
+        training["batch_size"] = args.batch_size
+    if args.multi_label:
+        training["multi_label"] = True
+    if args.freeze_backbone:
+        training["freeze_backbone"] = True
+    if args.no_progress:
+        training["progress"] = False
+    training_config = training_config.replace(**training)
+    if data_config.data_dir is None and data_config.metadata_file is None:
+        raise ConfigError(
+            "no data: pass DATA (a folder, a .csv file or NAME:PATH) or a config file with a data section"
+        )
+    return data_config, training_config
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``beats train``: train (or cross-validate) and print the results.
+
+    Returns:
+        0 on success.
+    """
+    from accelerate import PartialState
+
+    from beats_train.loop import uses_cpu
+    from beats_train.trainer import BEATsTrainer
+
+    data_config, training_config = build_configs(args)
+    trainer = BEATsTrainer(data_config, training_config)
+    is_main = PartialState(cpu=uses_cpu(training_config)).is_main_process
+    if args.cross_validate:
+        summary = trainer.cross_validate()
+        if is_main:
+            for fold, accuracy in zip(summary.folds, summary.accuracies, strict=True):
+                print(f"fold {fold}: test accuracy {accuracy:.4f}")
+            print(
+                f"accuracy over {len(summary.folds)} folds: {summary.mean_accuracy:.4f} +- {summary.std_accuracy:.4f}"
+            )
+            print(f"runs: {summary.output_dir}")
+        return 0
+    resume = training_config.output_dir if args.resume is True else args.resume
+    results = trainer.train(resume_from=resume)
+    if is_main:
+        print(
+            f"best epoch {results.best_epoch} of {results.epochs} (validation {results.monitor} {results.best_score:.4f})"
+        )
+        for split, metrics in (("validation", results.val_metrics), ("test", results.test_metrics or {})):
+            shown = [f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "map") if key in metrics]
+            if shown:
+                print(f"{split}: " + ", ".join(shown))
+        print(f"run folder: {results.paths['output_dir']}")
+        print(f"model: {results.paths['best_model']}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``beats evaluate``: print the classification report (or JSON) of a checkpoint on a dataset.
+
+    Returns:
+        0 on success.
+    """
+    from beats_train.config import DataConfig
+    from beats_train.metrics import format_classification_report
+    from beats_train.trainer import BEATsTrainer
+
+    data_config = DataConfig(
+        audio_column=args.audio_column,
+        label_column=args.label_column,
+        batch_size=args.batch_size,
+        max_duration=args.max_duration,
+    )
+    trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=data_config)
+    metrics = trainer.evaluate(args.data)
+    metrics.pop("predictions")
+    if args.json:
+        from beats_train.loop import plain_json
+
+        print(json.dumps(plain_json(metrics), indent=2))
+    else:
+        print(format_classification_report(metrics), end="")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``beats predict``: print (or write) a table of predictions.
+
+    Returns:
+        0 on success.
+    """
+    from beats_train.config import DataConfig
+    from beats_train.files import atomic_write_text
+    from beats_train.trainer import BEATsTrainer
+
+    data_config = DataConfig(batch_size=args.batch_size, max_duration=args.max_duration)
+    trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=data_config)
+    table = trainer.predict(args.files)
+    if args.output:
+        atomic_write_text(args.output, table.to_csv(index=False))
+        print(f"{len(table)} predictions written to {args.output}")
+    else:
+        print(table[["filename", "label", "probability"]].to_string(index=False))
+    sys.stdout.flush()
+    return 0

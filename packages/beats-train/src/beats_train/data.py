@@ -1,0 +1,397 @@
+"""From a :class:`~beats_train.config.DataConfig` to validated, split data and DataLoaders.
+
+Everything here is beats-data's pipeline (loaders, validation, splits, labels, dataset,
+collate, length-grouped sampler) put together the way training needs it, plus a sampler
+that draws every class equally often.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from beats_core.errors import ConfigError, DatasetError
+from beats_data.dataset import AudioCollator, AudioDataset, create_dataloader
+from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, require_columns, resolve_paths
+from beats_data.labels import LabelEncoder
+from beats_data.loaders import load_csv_dataset, parse_dataset_spec, resolve_dataset
+from beats_data.splits import fold_split, stratified_split
+from beats_data.validation import format_report, validate_dataset
+from beats_train.config import DataConfig
+
+__all__ = [
+    "BalancedSampler",
+    "PreparedData",
+    "assign_splits",
+    "build_dataset",
+    "build_loader",
+    "class_counts",
+    "class_weights",
+    "files_frame",
+    "load_frame",
+    "prepare_data",
+    "validate_frame",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Validation errors about single files: those rows are left out, training goes on.
+_FILE_ERRORS = ("missing_file", "undecodable_file")
+
+
+@dataclass
+class PreparedData:
+    """A dataset ready for training.
+
+    Attributes:
+        frame: every usable clip, one row each (index 0..n-1): absolute ``filename``,
+            ``category``, ``split`` (``train``/``val``/``test``), ``duration`` when known,
+            and the dataset's other columns.
+        labels: the label mapping, built from every split.
+        report: the validation report, or ``None`` when validation was off.
+    """
+
+    frame: pd.DataFrame
+    labels: LabelEncoder
+    report: dict[str, Any] | None = None
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The rows of one split (``train``, ``val`` or ``test``), re-indexed from 0."""
+        return self.frame[self.frame[SPLIT] == name].reset_index(drop=True)
+
+
+def load_frame(config: DataConfig, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The dataset as the standard frame: absolute paths in ``filename``, label strings in ``category``.
+
+    Args:
+        config: where the data is (``data_dir``, ``metadata_file``) and its columns.
+        frame: a DataFrame given directly; its ``audio_column`` / ``label_column`` are used
+            and relative paths start at ``config.data_dir``.
+
+    Returns:
+        A new frame, index 0..n-1.
+
+    Raises:
+        ConfigError: neither data nor a place to find it is given.
+        DatasetError: the data cannot be read or lacks a column.
+    """
+    if frame is not None:
+        return _standard_frame(frame, config)
+    if config.metadata_file is not None:
+        loaded = load_csv_dataset(
+            config.metadata_file,
+            audio_col=config.audio_column,
+            label_col=config.label_column,
+            root=config.data_dir,
+        )
+    elif config.data_dir is not None:
+        name, path = parse_dataset_spec(config.data_dir)
+        if name == "csv":
+            loaded = load_csv_dataset(path, audio_col=config.audio_column, label_col=config.label_column)
+        else:
+            loaded = resolve_dataset(config.data_dir)
+    else:
+        raise ConfigError(
+            "DataConfig needs data_dir (a folder with one sub-folder per class, or NAME:PATH such as "
+            "esc50:/data/ESC-50-master) or metadata_file (a CSV), or give the trainer a DataFrame"
+        )
+    return loaded.reset_index(drop=True)
+
+
+def _standard_frame(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    result = frame.reset_index(drop=True).copy()
+    result[FILENAME] = resolve_paths(result, config.data_dir, config.audio_column)
+    require_columns(result, [config.label_column], "the dataset DataFrame", "Pass label_column=.")
+    if result[config.label_column].isna().any():
+        rows = np.flatnonzero(result[config.label_column].isna().to_numpy())[:10].tolist()
+        raise DatasetError(
+            f"rows {rows} of the dataset DataFrame have no label in column {config.label_column!r}"
+        )
+    result[CATEGORY] = result[config.label_column].astype(str).str.strip()
+    return result
+
+
+def validate_frame(
+    frame: pd.DataFrame, config: DataConfig, *, multi_label: bool = False, progress: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Decode every clip; leave out broken files, stop on a dataset that cannot be trained on.
+
+    Missing and undecodable files are dropped with a warning naming them. Any other
+    validation error (no clips, an empty label, fewer than two classes, a class with fewer
+    than two clips, also after dropping files) raises with the whole report. Validation
+    warnings (imbalance, leakage, ...) are logged.
+
+    Args:
+        frame: the standard frame (from :func:`load_frame`).
+        config: the data configuration (``num_workers``, ``label_delimiter``).
+        multi_label: count classes per label of multi-label strings.
+        progress: show the progress bar of the decoding.
+
+    Returns:
+        ``(usable rows with a duration column, report)``.
+
+    Raises:
+        DatasetError: the message holds the validation report and what to fix.
+    """
+    delimiter = config.label_delimiter if multi_label else None
+    report = validate_dataset(
+        frame, label_delimiter=delimiter, num_workers=config.num_workers, progress=progress
+    )
+    fatal = [issue for issue in report["errors"] if issue["code"] not in _FILE_ERRORS]
+    if fatal:
+        raise DatasetError(
+            "the dataset cannot be trained on; fix the errors below (`beats validate` shows the same report):\n"
+            + format_report(report)
+        )
+    for issue in report["warnings"]:
+        logger.warning("dataset: %s", issue["message"])
+    clips = report["clips"]
+    bad = clips["error"].notna()
+    if bad.any():
+        listing = "; ".join(
+            f"{path}: {error}"
+            for path, error in zip(clips.loc[bad, "path"], clips.loc[bad, "error"], strict=True)
+        )
+        logger.warning(
+            "leaving out %d of %d clips that cannot be read: %s", int(bad.sum()), len(frame), listing
+        )
+    usable = frame.loc[~bad.to_numpy()].copy()
+    usable["duration"] = clips.loc[~bad, "duration"].to_numpy(dtype=float)
+    counts = class_counts(usable, multi_label=multi_label, delimiter=config.label_delimiter)
+    small = sorted(label for label, count in counts.items() if count < 2)
+    if small:
+        raise DatasetError(
+            f"after leaving out the unreadable files, classes {small} have fewer than 2 clips; add clips or "
+            "remove those classes:\n" + format_report(report)
+        )
+    return usable.reset_index(drop=True), report
+
+
+def class_counts(frame: pd.DataFrame, *, multi_label: bool = False, delimiter: str = ",") -> dict[str, int]:
+    """Clips per class (per label of the label strings in multi-label mode)."""
+    if not multi_label:
+        return {str(k): int(v) for k, v in frame[CATEGORY].value_counts().items()}
+    counts: dict[str, int] = {}
+    for value in frame[CATEGORY]:
+        for label in {part.strip() for part in str(value).split(delimiter)} - {""}:
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def assign_splits(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    """Add the ``split`` column (see :class:`~beats_train.config.DataConfig` for the rules).
+
+    Args:
+        frame: the standard frame.
+        config: the split settings.
+
+    Returns:
+        A copy with ``split`` set for every row.
+
+    Raises:
+        DatasetError: a fold is asked for but the data has none, or a fold does not exist.
+    """
+    if config.test_fold is not None:
+        if FOLD not in frame.columns:
+            raise DatasetError(
+                f"DataConfig.test_fold={config.test_fold} needs a 'fold' column, and this dataset has none "
+                f"(its columns: {list(frame.columns)}); use train_split/val_split/test_split instead"
+            )
+        result = fold_split(frame, config.test_fold, val_fold=config.val_fold)
+        return result if config.val_fold is not None else _carve_validation(result, config)
+    if SPLIT in frame.columns and frame[SPLIT].isin(["train", "val", "test"]).all():
+        logger.info("using the dataset's own train/val/test split")
+        return _carve_validation(frame.copy(), config)
+    if FOLD in frame.columns:
+        logger.warning(
+            "the dataset has folds but DataConfig.test_fold is not set: splitting at random instead; clips of one "
+            "recording may end up in both training and test. Set test_fold (or use cross_validate) for the "
+            "dataset's own protocol"
+        )
+    ratios = {
+        name: share
+        for name, share in (
+            ("train", config.train_split),
+            ("val", config.val_split),
+            ("test", config.test_split),
+        )
+        if share > 0
+    }
+    return stratified_split(frame, ratios, seed=config.seed)
+
+
+def _carve_validation(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    """Take a validation set out of the training rows when the data has none (never out of the test set)."""
+    if (frame[SPLIT] == "val").any() or config.val_split == 0:
+        return frame
+    train = frame[SPLIT] == "train"
+    share = config.val_split / (config.train_split + config.val_split)
+    carved = stratified_split(frame[train], {"train": 1.0 - share, "val": share}, seed=config.seed)
+    frame.loc[train, SPLIT] = carved[SPLIT].to_numpy()
+    return frame
+
+
+def prepare_data(
+    config: DataConfig,
+    *,
+    frame: pd.DataFrame | None = None,
+    multi_label: bool = False,
+    progress: bool = True,
+) -> PreparedData:
+    """Load, validate (if ``config.validate``), split and label a dataset.
+
+    Args:
+        config: the data configuration.
+        frame: a DataFrame to use instead of reading ``config.data_dir`` / ``metadata_file``.
+        multi_label: the labels are sets of labels joined by ``config.label_delimiter``.
+        progress: show the validation's progress bar.
+
+    Returns:
+        The :class:`PreparedData`.
+
+    Raises:
+        ConfigError, DatasetError: the data cannot be found, read or trained on.
+    """
+    loaded = load_frame(config, frame)
+    report = None
+    if config.validate:
+        loaded, report = validate_frame(loaded, config, multi_label=multi_label, progress=progress)
+    split = assign_splits(loaded, config).reset_index(drop=True)
+    if not (split[SPLIT] == "train").any():
+        raise DatasetError("the training split is empty; check the split settings of the DataConfig")
+    labels = LabelEncoder.from_frame(split, multi_label=multi_label, delimiter=config.label_delimiter)
+    return PreparedData(frame=split, labels=labels, report=report)
+
+
+# ---------------------------------------------------------------------------
+# Datasets and loaders
+# ---------------------------------------------------------------------------
+
+
+def build_dataset(
+    frame: pd.DataFrame, labels: LabelEncoder | None, config: DataConfig, *, train: bool
+) -> AudioDataset:
+    """An :class:`~beats_data.AudioDataset` of a split (random crops for training, windows for evaluation).
+
+    Args:
+        frame: the split's rows (standard columns); ``labels`` None for unlabelled clips.
+        labels: the label mapping, or None.
+        config: ``max_duration``.
+        train: training (random crops) or evaluation (every window).
+
+    Returns:
+        The dataset; bad files are skipped with a logged warning.
+    """
+    return AudioDataset(
+        frame,
+        labels=labels,
+        label_column=CATEGORY if labels is not None else None,
+        train=train,
+        max_duration=config.max_duration,
+        on_error="skip",
+    )
+
+
+def build_loader(
+    dataset: AudioDataset,
+    batch_size: int,
+    config: DataConfig,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    sampler: Sampler[int] | None = None,
+) -> DataLoader:
+    """The DataLoader of a split: length-grouped batches, or ``sampler`` (e.g. :class:`BalancedSampler`).
+
+    Args:
+        dataset: the split's dataset.
+        batch_size: clips per batch.
+        config: ``num_workers``.
+        shuffle: random order (training).
+        seed: the seed of the order.
+        sampler: draw items with this sampler instead of grouping by length.
+
+    Returns:
+        A DataLoader that ``accelerator.prepare`` can shard.
+    """
+    if sampler is None:
+        return create_dataloader(
+            dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=config.num_workers
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=AudioCollator(),
+    )
+
+
+class BalancedSampler(Sampler[int]):
+    """Draws items with replacement so that every class comes up equally often.
+
+    An item's weight is the mean, over its labels, of ``1 / (clips of that label)``. The
+    draw of epoch ``e`` is fixed by ``seed + e`` (call :meth:`set_epoch`; Accelerate does),
+    so every process sees the same order and a resumed run repeats it.
+
+    Args:
+        targets: int class indices (N,), or multi-hot (N, K) for multi-label data.
+        num_samples: items per epoch (default: N).
+        seed: the base seed.
+    """
+
+    def __init__(
+        self, targets: np.ndarray | Sequence[int], *, num_samples: int | None = None, seed: int = 0
+    ) -> None:
+        targets = np.asarray(targets)
+        multi_hot = targets if targets.ndim == 2 else np.eye(int(targets.max()) + 1)[targets]
+        per_class = multi_hot.sum(axis=0)
+        inverse = np.divide(1.0, per_class, out=np.zeros_like(per_class, dtype=float), where=per_class > 0)
+        labels_per_item = np.maximum(multi_hot.sum(axis=1), 1.0)
+        self.weights = torch.as_tensor((multi_hot @ inverse) / labels_per_item, dtype=torch.double)
+        self.num_samples = len(targets) if num_samples is None else num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pick the epoch whose draw to produce next."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.multinomial(
+            self.weights, self.num_samples, replacement=True, generator=generator
+        ).tolist()
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def class_weights(targets: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Loss weights inverse to the class frequencies: ``N / (K * n_c)`` (0 for an absent class).
+
+    Args:
+        targets: int class indices (N,), or multi-hot (N, K).
+        num_classes: K.
+
+    Returns:
+        float32 (K,).
+    """
+    targets = np.asarray(targets)
+    counts = targets.sum(axis=0) if targets.ndim == 2 else np.bincount(targets, minlength=num_classes)
+    counts = counts.astype(float)
+    weights = np.divide(len(targets), num_classes * counts, out=np.zeros(num_classes), where=counts > 0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def files_frame(files: Sequence[str | Path]) -> pd.DataFrame:
+    """A frame of unlabelled clips (for prediction and extraction)."""
+    return pd.DataFrame({FILENAME: [str(Path(f).expanduser()) for f in files]})
