@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import testkit
+from hub_server import FakeHub
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,3 +60,53 @@ def install_plugin(
     for module in [m for m in sys.modules if m.startswith("beats_plugin_")]:
         del sys.modules[module]
     get_plugin_manager.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def default_model_hub(reference_dir: Path) -> Iterator[FakeHub]:
+    """A fake Hub on 127.0.0.1 serving the tiny reference checkpoint under every built-in model's address.
+
+    Code that asks for the default model (the README, the examples, ``beats demo``) then
+    runs unchanged, through the real download code, without network.
+    """
+    from beats_core import list_available_models
+
+    data = (reference_dir / "tiny_pretrained.pt").read_bytes()
+    with FakeHub() as hub:
+        for info in list_available_models().values():
+            hub.add_file(info.repo_id, info.filename, data, repo_type=info.repo_type, lfs=True)
+        yield hub
+
+
+@pytest.fixture
+def hub_env(default_model_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a process that downloads from the fake Hub into a fresh cache.
+
+    It is applied to this test's own process too (``HF_ENDPOINT``, ``HF_HOME``); the
+    returned dict is a complete environment for subprocesses.
+    """
+    environment = {
+        "HF_ENDPOINT": default_model_hub.url,
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "MPLBACKEND": "Agg",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for name in ("HF_HUB_OFFLINE", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    process_environment = {**os.environ, **environment}
+    process_environment.pop("PYTEST_XDIST_WORKER", None)
+    return process_environment
+
+
+@pytest.fixture
+def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """An empty Hugging Face cache and no downloads (``HF_HUB_OFFLINE=1``), here and for subprocesses."""
+    environment = {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    process_environment = {**os.environ, **environment}
+    process_environment.pop("PYTEST_XDIST_WORKER", None)
+    return process_environment

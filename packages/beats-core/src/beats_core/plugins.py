@@ -33,7 +33,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "beats"
 
 #: Distributions whose plugins are the project's own built-ins, in load order.
-BUILTIN_DISTRIBUTIONS = ("beats-core", "beats-data", "beats-extract", "beats-train")
+BUILTIN_DISTRIBUTIONS = ("beats-core", "beats-data", "beats-extract", "beats-train", "beats-trainer")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     )
     from beats_extract.inputs import find_audio_files
     from beats_extract.poolings import Pooling, get_pooling, list_poolings
-    from beats_extract.search import FeatureIndex
+    from beats_extract.search import FeatureIndex, SearchHit
     from beats_extract.storage import SavedFeatures, load_features, save_features
 
 _LAZY = {
@@ -35,6 +35,7 @@ _LAZY = {
     "get_pooling": "poolings",
     "list_poolings": "poolings",
     "FeatureIndex": "search",
+    "SearchHit": "search",
     "SavedFeatures": "storage",
     "load_features": "storage",
     "save_features": "storage",
