@@ -381,3 +381,26 @@ def test_half_precision_training_attention_matches_sdpa():
         explicit.detach().float().flatten(1), through_sdpa.float().flatten(1), dim=-1
     )
     assert torch.all(cosine > 0.999)
+
+
+def test_a_model_that_ran_in_inference_mode_trains_afterwards():
+    """Constants cached during inference (position buckets, fbank window and filters) are not inference tensors."""
+    import beats_core.fbank
+    import beats_core.model
+
+    for cached in (
+        beats_core.model._relative_buckets,
+        beats_core.fbank._window,
+        beats_core.fbank._mel_blocks,
+    ):
+        cached.cache_clear()  # made for the first time below, in inference mode
+    torch.manual_seed(0)
+    model = BEATs(BEATsConfig.tiny()).eval()
+    waveforms = torch.randn(2, 8000).clamp(-1, 1)
+    with torch.inference_mode():
+        model.extract_features(waveforms)
+    model.train()
+    features, _ = model.extract_features(waveforms)
+    features.pow(2).mean().backward()
+    table = model.encoder.layers[0].self_attn.relative_attention_bias.weight
+    assert table.grad is not None and table.grad.abs().sum() > 0

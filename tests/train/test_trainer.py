@@ -267,13 +267,14 @@ def test_settings_this_machine_cannot_run_are_refused_before_training(sound_root
         BEATsTrainer.from_directory(sound_root).predict(["x.wav"])
 
 
-def test_cross_validation_tests_on_each_fold_and_selects_on_the_others(tmp_path, tiny_config):
+def test_cross_validation_tests_on_each_fold_and_selects_on_the_others(tmp_path, tiny_config, caplog):
     frame = testkit.make_fold_dataset(tmp_path / "clips", folds=3, clips_per_fold=3, seconds=0.5)
     config = tiny_config(tmp_path / "cv", max_epochs=2)
     summary = BEATsTrainer.from_dataframe(
         frame, config=config, batch_size=8, val_split=0.2, train_split=0.8, test_split=0.0
     ).cross_validate()
     assert summary.folds == [1, 2, 3] and len(summary.runs) == 3
+    assert "splitting at random" not in caplog.text  # the folds are the protocol: no misleading warning
     assert summary.mean_accuracy == pytest.approx(np.mean(summary.accuracies))
     assert summary.std_accuracy == pytest.approx(np.std(summary.accuracies, ddof=1))
     for fold in (1, 2, 3):

@@ -16,12 +16,12 @@ here so that no caller re-derives them.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
 from beats_core.errors import AudioTooShortError, InvalidAudioError
+from beats_core.tensor_cache import tensor_cache
 
 __all__ = [
     "FBANK_MEAN",
@@ -108,13 +108,13 @@ def mel_filterbank(
     return _mel_matrix(torch.device(device) if device is not None else torch.device("cpu"), dtype)
 
 
-@functools.lru_cache(maxsize=16)
+@tensor_cache(maxsize=16)
 def _window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     window = torch.hann_window(FRAME_LENGTH, periodic=False, dtype=dtype).pow(0.85)
     return window.to(device)
 
 
-@functools.lru_cache(maxsize=16)
+@tensor_cache(maxsize=16)
 def _mel_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     # Kaldi's get_mel_banks, evaluated in float32 in the same order of operations.
     def mel(freq: float) -> float:
@@ -243,7 +243,7 @@ def _log_mel(waveforms: torch.Tensor, out: torch.Tensor | None = None) -> torch.
     return out.clamp_min_(_EPSILON).log_()
 
 
-@functools.lru_cache(maxsize=16)
+@tensor_cache(maxsize=16)
 def _mel_blocks(device: torch.device, dtype: torch.dtype) -> list[tuple[slice, slice, torch.Tensor]]:
     """The mel matrix cut into 8 blocks of 16 filters, each with only the FFT bins it touches.
 

@@ -19,7 +19,6 @@ H heads. Masks are boolean with ``True`` = padding.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ from beats_core.fbank import (
     normalize_fbank,
     num_fbank_frames,
 )
+from beats_core.tensor_cache import tensor_cache
 
 __all__ = ["BEATs", "checkpoint_filter_fn", "downsample_padding_mask", "min_num_samples", "num_tokens"]
 
@@ -96,7 +96,7 @@ def downsample_padding_mask(padding_mask: Tensor, length: int) -> Tensor:
     return padding_mask.reshape(batch, length, -1).all(dim=-1)
 
 
-@functools.lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _relative_buckets(length: int, num_buckets: int, max_distance: int, device: torch.device) -> Tensor:
     """Bucket of every relative position r = j - i in [-(length-1), length-1], as the official code computes it.
 

@@ -53,7 +53,8 @@ class PreparedData:
 
     Attributes:
         frame: every usable clip, one row each (index 0..n-1): absolute ``filename``,
-            ``category``, ``split`` (``train``/``val``/``test``), ``duration`` when known,
+            ``category``, ``split`` (``train``/``val``/``test``; absent when prepared with
+            ``split=False``), ``duration`` when known,
             and the dataset's other columns.
         labels: the label mapping, built from every split.
         report: the validation report, or ``None`` when validation was off.
@@ -245,6 +246,7 @@ def prepare_data(
     frame: pd.DataFrame | None = None,
     multi_label: bool = False,
     progress: bool = True,
+    split: bool = True,
 ) -> PreparedData:
     """Load, validate (if ``config.validate``), split and label a dataset.
 
@@ -253,6 +255,8 @@ def prepare_data(
         frame: a DataFrame to use instead of reading ``config.data_dir`` / ``metadata_file``.
         multi_label: the labels are sets of labels joined by ``config.label_delimiter``.
         progress: show the validation's progress bar.
+        split: add the ``split`` column; ``False`` only loads, validates and labels
+            (cross-validation splits each fold itself).
 
     Returns:
         The :class:`PreparedData`.
@@ -264,11 +268,12 @@ def prepare_data(
     report = None
     if config.validate:
         loaded, report = validate_frame(loaded, config, multi_label=multi_label, progress=progress)
-    split = assign_splits(loaded, config).reset_index(drop=True)
-    if not (split[SPLIT] == "train").any():
-        raise DatasetError("the training split is empty; check the split settings of the DataConfig")
-    labels = LabelEncoder.from_frame(split, multi_label=multi_label, delimiter=config.label_delimiter)
-    return PreparedData(frame=split, labels=labels, report=report)
+    if split:
+        loaded = assign_splits(loaded, config).reset_index(drop=True)
+        if not (loaded[SPLIT] == "train").any():
+            raise DatasetError("the training split is empty; check the split settings of the DataConfig")
+    labels = LabelEncoder.from_frame(loaded, multi_label=multi_label, delimiter=config.label_delimiter)
+    return PreparedData(frame=loaded, labels=labels, report=report)
 
 
 # ---------------------------------------------------------------------------

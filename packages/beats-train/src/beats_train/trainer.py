@@ -230,8 +230,11 @@ class BEATsTrainer:
         return trainer
 
     # ------------------------------------------------------------------ data
-    def prepare_data(self) -> PreparedData:
+    def prepare_data(self, *, split: bool = True) -> PreparedData:
         """Load, validate and split the dataset as :meth:`train` does (useful to inspect it first).
+
+        Args:
+            split: add the ``split`` column; ``False`` only loads, validates and labels.
 
         Returns:
             The :class:`~beats_train.data.PreparedData`: the split frame, labels, report.
@@ -252,6 +255,7 @@ class BEATsTrainer:
                     frame=self._data,
                     multi_label=self.training_config.multi_label,
                     progress=self.training_config.progress,
+                    split=split,
                 )
             except Exception as e:  # the other processes must hear about it too
                 prepared[0] = e
@@ -314,8 +318,7 @@ class BEATsTrainer:
         Raises:
             DatasetError: the data has no ``fold`` column, or a fold does not exist.
         """
-        prepared = self.prepare_data()  # validates once for every fold
-        frame = prepared.frame.drop(columns="split")
+        frame = self.prepare_data(split=False).frame  # validated once for every fold
         if FOLD not in frame.columns:
             raise DatasetError(
                 "cross_validate needs a 'fold' column (ESC-50, UrbanSound8K, or your own); this dataset's columns "

@@ -1,6 +1,7 @@
-"""Dataset loaders and validation (re-exported from :mod:`beats_data`)."""
+"""Dataset loaders, validation and a generated dataset (re-exported from :mod:`beats_data`)."""
 
 from beats_data import (
+    format_report,
     list_dataset_loaders,
     load_csv_dataset,
     load_dataset,
@@ -12,6 +13,7 @@ from beats_data import (
 )
 
 __all__ = [
+    "format_report",
     "list_dataset_loaders",
     "load_csv_dataset",
     "load_dataset",
