@@ -17,6 +17,7 @@ from hub_server import FakeHub
 
 from beats_core import list_available_models
 
+
 @pytest.fixture(scope="session")
 def default_model_hub(reference_dir: Path) -> Iterator[FakeHub]:
     """A fake Hub serving the tiny reference checkpoint as every built-in model."""
