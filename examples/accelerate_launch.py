@@ -33,6 +33,7 @@ beats_train /path/to/birds --preset fast``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -86,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. This process's place in the run. On machines without a GPU the processes must be
     #    told to use the CPU (the gloo backend), or each would train alone; with GPUs each
-    #    process takes its own. BEATsTrainer joins this same process group.
-    state = PartialState(cpu=not torch.cuda.is_available())
+    #    process takes its own. BEATsTrainer joins this same process group (it makes the
+    #    same choice: the CPU only when there is no CUDA or Apple GPU).
+    has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    state = PartialState(cpu=not has_gpu)
     if state.is_main_process:
         print(
-            f"{state.num_processes} process(es), {state.distributed_type.value}, device of the main process: {state.device}"
+            f"{state.num_processes} process(es), {state.distributed_type.value}, main process on {state.device}"
         )
 
     data = prepare_data(args, state)
@@ -115,7 +118,7 @@ if __name__ == "__main__":
     try:
         status = main()
     except BeatsError as error:  # bad data or settings: one clear line, no traceback
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         status = 1
     # Leave cleanly: wait for the other processes, close the process group, flush the
     # output, exit. With gloo, a process can otherwise abort during interpreter shutdown

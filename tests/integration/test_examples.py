@@ -306,7 +306,8 @@ def test_example_plugin_loader_names_the_bad_line(hub_env, tmp_path, example_plu
 def test_accelerate_launch_example_trains_with_two_processes(hub_env, tmp_path):
     arguments = ["--clips-per-class", "4", "--epochs", "1", "--batch-size", "4"]
     launcher = ["-m", "accelerate.commands.launch", *ACCELERATE_CPU]
-    result = run_example("accelerate_launch.py", arguments, hub_env, tmp_path, launcher=launcher)
+    env = {**hub_env, "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes, also on a machine with one GPU
+    result = run_example("accelerate_launch.py", arguments, env, tmp_path, launcher=launcher)
     output = tmp_path / "examples-output" / "accelerate_launch"
     assert_default_model_downloaded(hub_env)
 
