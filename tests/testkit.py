@@ -22,11 +22,13 @@ def sine(freq: float, seconds: float, sample_rate: int = 16000, amplitude: float
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def install_plugin_package(name: str, target: Path) -> Path:
-    """pip-install the plugin package ``tests/plugins/<name>`` into ``target`` and return it.
+def install_plugin_package(package: str | Path, target: Path) -> Path:
+    """pip-install a plugin package into ``target`` and return it.
 
-    The package is built and installed for real (wheel, dist-info, entry points);
-    putting ``target`` on ``sys.path`` makes it visible to ``importlib.metadata``.
+    ``package`` is the name of a folder of ``tests/plugins`` or the path of a package folder
+    (e.g. ``examples/beats-plugin-example``). The package is built and installed for real
+    (wheel, dist-info, entry points); putting ``target`` on ``sys.path`` makes it visible
+    to ``importlib.metadata``.
     """
     subprocess.run(
         [
@@ -40,7 +42,7 @@ def install_plugin_package(name: str, target: Path) -> Path:
             "--no-index",
             "--target",
             str(target),
-            str(PLUGINS_DIR / name),
+            str(package if isinstance(package, Path) else PLUGINS_DIR / package),
         ],
         check=True,
         capture_output=True,
