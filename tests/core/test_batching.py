@@ -75,6 +75,19 @@ def test_batch_by_length_sample_budget():
     assert all(len(b) * max(lengths[i] for i in b) <= 400 for b in batches)
 
 
+def test_batch_by_length_padding_budget():
+    lengths = [1000, 950, 900, 400, 390, 100]
+
+    batches = batch_by_length(lengths, 8, max_padding=0.1)
+
+    assert batches == [[0, 1, 2], [3, 4], [5]]
+    assert all(_waste([b], lengths) <= 0.1 for b in batches)
+    assert batch_by_length(lengths, 8) == [[0, 1, 2, 3, 4, 5]]
+    assert batch_by_length(lengths, 8, max_padding=0.0) == [[0], [1], [2], [3], [4], [5]]
+    with pytest.raises(ConfigError, match="max_padding"):
+        batch_by_length(lengths, 8, max_padding=1.0)
+
+
 def test_batch_by_length_rejects_bad_sizes():
     with pytest.raises(ConfigError, match="positive"):
         batch_by_length([1, 2], 0)

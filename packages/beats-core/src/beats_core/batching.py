@@ -79,6 +79,7 @@ def batch_by_length(
     generator: torch.Generator | None = None,
     pool_batches: int = 50,
     max_batch_samples: int | None = None,
+    max_padding: float | None = None,
     drop_last: bool = False,
 ) -> list[list[int]]:
     """Group indices into batches of similar length, so that padding wastes little.
@@ -98,6 +99,10 @@ def batch_by_length(
             larger pools waste less padding, smaller ones mix lengths more.
         max_batch_samples: if given, a batch also stops growing before its padded size
             (items x longest length) would exceed this; one longer item still makes a batch.
+        max_padding: if given, a batch also stops growing before padding would make up more
+            than this share of its padded size (e.g. 0.1: at most 10 % of the computed
+            samples are padding), so that clips of very different lengths are not batched
+            together; with ``batch_size`` 1 there is never any padding.
         drop_last: drop the final batch when it has fewer than ``batch_size`` items.
 
     Returns:
@@ -113,6 +118,8 @@ def batch_by_length(
             f"batch_size, pool_batches and max_batch_samples must be positive, got {batch_size}, "
             f"{pool_batches} and {max_batch_samples}"
         )
+    if max_padding is not None and not 0 <= max_padding < 1:
+        raise ConfigError(f"max_padding must be a share in [0, 1), got {max_padding}")
     lengths = np.asarray(lengths, dtype=np.int64)
     if generator is None:
         order = np.argsort(-lengths, kind="stable")
@@ -128,17 +135,24 @@ def batch_by_length(
         )
     batches: list[list[int]] = []
     current: list[int] = []
-    longest = 0
+    longest = total = 0
     for index in order.tolist():
-        grown = max(longest, int(lengths[index]))
+        length = int(lengths[index])
+        grown = max(longest, length)
+        padded = (len(current) + 1) * grown
         full = len(current) == batch_size or (
-            max_batch_samples is not None and current and (len(current) + 1) * grown > max_batch_samples
+            bool(current)
+            and (
+                (max_batch_samples is not None and padded > max_batch_samples)
+                or (max_padding is not None and padded - total - length > max_padding * padded)
+            )
         )
         if full:
             batches.append(current)
-            current, grown = [], int(lengths[index])
+            current, grown, total = [], length, 0
         current.append(index)
         longest = grown
+        total += length
     if current and not (drop_last and len(current) < batch_size):
         batches.append(current)
     if generator is not None:

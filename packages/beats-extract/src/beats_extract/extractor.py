@@ -152,12 +152,16 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     raise ConfigError(f"dtype {dtype!r} is not supported; use None (float32), 'bfloat16' or 'float16'")
 
 
-def _default_workers() -> int:
+def _default_workers(device: torch.device) -> int:
+    """Decoding processes: with an accelerator, every core but one (at most 4); on the CPU,
+    one per 4 cores, since the model already uses every core and decoding is a few per cent
+    of its work (on 2 cores a decoding process only competes with the model).
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(0, min(4, cores - 1))
+    return max(0, min(4, cores // 4 if device.type == "cpu" else cores - 1))
 
 
 class BEATsFeatureExtractor:
@@ -188,8 +192,9 @@ class BEATsFeatureExtractor:
         dtype: ``None`` for float32, or ``"bfloat16"`` / ``"float16"`` (or the torch
             dtypes) to run the model under autocast in that precision.
         batch_size: clips (or windows) per forward pass.
-        num_workers: processes decoding files while the model runs; default: one fewer
-            than the cores available, at most 4. 0 decodes in this process.
+        num_workers: processes decoding files while the model runs; default: on a GPU,
+            one fewer than the cores available, at most 4; on the CPU, one per 4 cores.
+            0 decodes in this process.
         window_seconds: recordings longer than this are processed in windows of this
             length and pooled over windows (BEATs was trained on 10 s clips, and memory
             stays bounded); ``None`` processes every clip whole.
@@ -229,7 +234,6 @@ class BEATsFeatureExtractor:
         self.pooling: Pooling | None = None if pooling is None else get_pooling(pooling)
         self.dtype = _resolve_dtype(dtype)
         self.batch_size = batch_size
-        self.num_workers = _default_workers() if num_workers is None else num_workers
         self.model_name: str | None
         if isinstance(model, BEATs):
             self.model, self.model_name = model, None
@@ -247,6 +251,7 @@ class BEATsFeatureExtractor:
         if self.device != target:
             logger.info("moving the BEATs model to %s", target)
             self.model.to(target)
+        self.num_workers = _default_workers(target) if num_workers is None else num_workers
         self.layers, self.stacked = _resolve_layers(layer, self.num_layers)
         self._patch = self.model.cfg.input_patch_size
         self.window_samples = _window_samples(window_seconds, self.model.min_num_samples)

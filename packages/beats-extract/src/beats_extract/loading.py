@@ -84,6 +84,12 @@ class DecodedBatch:
 
 
 # --------------------------------------------------------------------------- planning
+#: The most padding a batch of short clips may hold, as a share of its computed samples: a
+#: clip never waits in a batch for a much longer one (on a CPU, batching gains less than
+#: padding costs), and clips of similar length still share a forward pass.
+MAX_PADDING = 0.1
+
+
 def plan_units(
     clips: Iterable[tuple[int, str | torch.Tensor, int]],
     *,
@@ -116,7 +122,7 @@ def plan_units(
             chunk = tuple(windows[start : start + batch_size])
             units.append((Part(index, source, chunk, last=start + batch_size >= len(windows)),))
     lengths = [num_samples for _, _, num_samples in short]
-    for batch in batch_by_length(lengths, batch_size) if short else []:
+    for batch in batch_by_length(lengths, batch_size, max_padding=MAX_PADDING) if short else []:
         units.append(tuple(Part(short[i][0], short[i][1]) for i in batch))
     return units
 
