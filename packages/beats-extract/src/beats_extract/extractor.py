@@ -153,9 +153,11 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def _default_workers(device: torch.device) -> int:
-    """Decoding processes: with an accelerator, every core but one (at most 4); on the CPU,
-    one per 4 cores, since the model already uses every core and decoding is a few per cent
-    of its work (on 2 cores a decoding process only competes with the model).
+    """The default number of decoding processes for a model on ``device``.
+
+    With an accelerator, every core but one (at most 4); on the CPU, one per 4 cores, since
+    the model already uses every core and decoding is a few per cent of its work (on 2
+    cores a decoding process only competes with the model).
     """
     try:
         cores = len(os.sched_getaffinity(0))
