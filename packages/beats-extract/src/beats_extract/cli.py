@@ -53,7 +53,10 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | 
     )
     parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (default: 16)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: on a GPU cores - 1, at most 4; on the CPU cores // 4)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: on a GPU cores - 1, at most 4; on the CPU cores // 4)",
     )
 
 
