@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -287,9 +288,9 @@ class _Decoder(AbstractContextManager):
     #: truncated; ``None`` where the header's length is not reliable enough to tell.
     length_slack: int | None
 
+    @abstractmethod
     def blocks(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
         """Yield frames ``[start, stop)`` as float32 blocks of shape ``(frames, channels)``."""
-        raise NotImplementedError
 
 
 class _SoundfileDecoder(_Decoder):
