@@ -7,8 +7,7 @@ actually needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from beats_core.__about__ import __version__
 from beats_core.errors import (
@@ -27,6 +26,7 @@ from beats_core.errors import (
     UnknownModelError,
 )
 from beats_core.hookspecs import hookimpl
+from beats_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from beats_core.audio import AudioInfo, audio_info, load_audio
@@ -85,14 +85,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'beats_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"beats_core.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -9,9 +9,9 @@ from the package root; names are resolved lazily so that ``import beats_extract`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from beats_core.lazy import lazy_exports
 from beats_extract.__about__ import __version__
 
 if TYPE_CHECKING:
@@ -45,14 +45,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'beats_extract' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"beats_extract.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
