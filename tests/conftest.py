@@ -91,22 +91,24 @@ def hub_env(default_model_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.Monk
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "MPLBACKEND": "Agg",
     }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    for name in ("HF_HUB_OFFLINE", "HF_HUB_CACHE"):
-        monkeypatch.delenv(name, raising=False)
-    process_environment = {**os.environ, **environment}
-    process_environment.pop("PYTEST_XDIST_WORKER", None)
-    return process_environment
+    return _apply_environment(monkeypatch, environment, unset=("HF_HUB_OFFLINE", "HF_HUB_CACHE"))
 
 
 @pytest.fixture
 def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """An empty Hugging Face cache and no downloads (``HF_HUB_OFFLINE=1``), here and for subprocesses."""
     environment = {"HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    return _apply_environment(monkeypatch, environment, unset=("HF_HUB_CACHE",))
+
+
+def _apply_environment(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], *, unset: tuple[str, ...]
+) -> dict[str, str]:
+    """Set ``environment`` (and unset ``unset``) for this test; return it as a whole environment for subprocesses."""
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    process_environment = {**os.environ, **environment}
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    process_environment = dict(os.environ)
     process_environment.pop("PYTEST_XDIST_WORKER", None)
     return process_environment

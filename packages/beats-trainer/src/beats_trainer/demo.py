@@ -250,15 +250,19 @@ def _similarity_check(features: np.ndarray, frame: pd.DataFrame) -> tuple[str, l
     """Search the nearest clips of every test clip; the first test clip's hits and the class agreement."""
     paths = frame["filename"].tolist()
     labels = frame["category"].to_numpy()
-    index = FeatureIndex(features, paths)
     test_rows = np.flatnonzero(frame["split"].to_numpy() == "test")
-    agreements = []
-    first: list[SearchHit] = []
-    for row in test_rows:
-        hits = [hit for hit in index.search(features[row], k=NEIGHBOURS + 1) if hit.index != row][:NEIGHBOURS]
-        agreements.append(np.mean([labels[hit.index] == labels[row] for hit in hits]))
-        first = first or hits
-    return paths[test_rows[0]], first, float(np.mean(agreements))
+    results = FeatureIndex(features, paths).search(features[test_rows], k=NEIGHBOURS + 1)
+    neighbours = [
+        [hit for hit in hits if hit.index != row][:NEIGHBOURS]
+        for row, hits in zip(test_rows, results, strict=True)
+    ]
+    agreement = np.mean(
+        [
+            np.mean([labels[hit.index] == labels[row] for hit in hits])
+            for row, hits in zip(test_rows, neighbours, strict=True)
+        ]
+    )
+    return paths[test_rows[0]], neighbours[0], float(agreement)
 
 
 def _label_of(frame: pd.DataFrame, path: str) -> str:
