@@ -1,7 +1,7 @@
 """Benchmark: BEATsFeatureExtractor against the loop a user writes with the official code.
 
     python3 -m hatch run python bench/extract.py --official-dir bench/_cache/unilm_beats
-        [--clips 200] [--repeats 3] [--group 10] [--batch-size 16] [--workers N] [--skip-hour]
+        [--clips 200] [--repeats 2] [--group N] [--batch-size 16] [--workers N] [--skip-hour]
 
 End to end on N generated clips of 1 to 10 s in mixed formats (WAV, FLAC, MP3, OGG, M4A),
 sample rates (8 to 48 kHz) and channel counts, with the base size (12 layers, 768 wide,
@@ -14,10 +14,14 @@ strict ``load_state_dict``), on the CPU:
 * ours: ``BEATsFeatureExtractor(...).extract_from_files(paths)`` (decoding in worker
   processes, batches grouped by length), in float32 and in bfloat16 (autocast).
 
-Both run in this process, interleaved group by group (``--group`` clips at a time), and
-each figure is the sum over groups of the best of ``--repeats`` runs, because the machine
-may be shared. Embeddings are compared per clip (cosine similarity
-and largest difference to the official float32 ones).
+Both run in this process, one after the other, ``--repeats`` times, and each figure is the
+best run, because the machine may be shared. Each run gives a side the whole list of files,
+as a user does (``--group N`` interleaves the sides every N files instead, which is steadier
+on a busy machine but leaves ours only N files to batch by length). Embeddings are compared
+per clip (cosine similarity and largest difference to the official float32 ones). GFLOP/s
+counts the matmuls and convolutions of each clip at its own length (no padding) and is
+printed next to what a large matmul reaches here: a side that runs near that ceiling cannot
+be made much faster without doing less arithmetic.
 
 Then memory: in fresh processes, the peak resident memory above the loaded model while
 ``extract_from_arrays`` embeds one batch of 4, 8 and 16 clips of 10 s, and while
@@ -41,6 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import testkit  # noqa: E402
+from _flops import matmul_gflops, model_gflop  # noqa: E402
 from _official import official_beats  # noqa: E402
 
 from beats_core import BEATs, BEATsConfig, load_audio  # noqa: E402
@@ -90,9 +95,11 @@ def timed(fn):
 
 def speed(args: argparse.Namespace) -> None:
     paths = make_clips(args.clips)
-    audio_seconds = sum(load_audio(p, sample_rate=None).shape[0] / _rate(p) for p in paths)
+    lengths = [load_audio(p).shape[0] for p in paths]  # samples at 16 kHz
+    audio_seconds = sum(lengths) / 16000
     torch.manual_seed(0)
     config = BEATsConfig.base()
+    gflop = sum(model_gflop(config, 1, length) for length in lengths)
     ours = BEATs(config).eval()
     official = None
     if args.official_dir:
@@ -114,7 +121,8 @@ def speed(args: argparse.Namespace) -> None:
     if official is not None:
         official_loop(official, warm)
     names = (["official loop float32"] if official is not None else []) + list(runs)
-    groups = [paths[i : i + args.group] for i in range(0, len(paths), args.group)]
+    group = args.group or len(paths)
+    groups = [paths[i : i + group] for i in range(0, len(paths), group)]
     best = {(name, g): float("inf") for name in names for g in range(len(groups))}
     outputs: dict[str, list[np.ndarray]] = {name: [None] * len(groups) for name in names}
     for repeat in range(args.repeats):
@@ -135,14 +143,19 @@ def speed(args: argparse.Namespace) -> None:
     joined = {name: np.concatenate(parts) for name, parts in outputs.items()}
     reference = joined.get("official loop float32")
     base = best_total.get("official loop float32")
-    print("\n| run | time (s) | clips/s | speed-up | min cosine to official | max abs diff |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"\n{gflop:.0f} GFLOP in all; 4096 x 4096 matmul here: float32 {matmul_gflops(None):.0f} GFLOP/s, "
+        f"bfloat16 autocast {matmul_gflops(torch.bfloat16):.0f} GFLOP/s"
+    )
+    print("| run | time (s) | clips/s | GFLOP/s | speed-up | min cosine to official | max abs diff |")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         seconds = best_total[name]
         cells = [
             name,
             f"{seconds:.1f}",
             f"{len(paths) / seconds:.2f}",
+            f"{gflop / seconds:.0f}",
             f"{base / seconds:.2f}x" if base else "-",
         ]
         if reference is not None:
@@ -152,14 +165,8 @@ def speed(args: argparse.Namespace) -> None:
             cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
     print(
-        f"(time: sum over {len(groups)} groups of {args.group} clips of the best of {args.repeats} interleaved runs)"
+        f"(time: sum over {len(groups)} group(s) of {group} clips of the best of {args.repeats} interleaved runs)"
     )
-
-
-def _rate(path: Path) -> int:
-    from beats_core import audio_info
-
-    return audio_info(path).sample_rate
 
 
 # --------------------------------------------------------------------------- memory
@@ -245,8 +252,10 @@ def main() -> None:
     )
     parser.add_argument("--official-dir", help="folder with the official BEATs.py, backbone.py, modules.py")
     parser.add_argument("--clips", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--group", type=int, default=10, help="clips per interleaved timing group")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--group", type=int, default=0, help="clips per interleaved timing group (default: all of them)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--skip-hour", action="store_true", help="do not measure the one-hour file")

@@ -21,39 +21,13 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _flops import matmul_gflops, model_gflop
 from _official import best_of, official_beats
 
 from beats_core import BEATs, BEATsConfig
-from beats_core.fbank import num_fbank_frames
-from beats_core.model import num_tokens
 
 # Parity tolerance for encoder features (shared/testdata/beats_reference/README.md, section 7).
 FEATURE_ATOL = 1e-4
-
-
-def model_gflop(config: BEATsConfig, batch: int, num_samples: int) -> float:
-    """Matmul and convolution GFLOP of one forward pass (2 FLOP per multiply-add)."""
-    frames = num_fbank_frames(num_samples)
-    patch = config.input_patch_size
-    tokens = num_tokens(num_samples, patch)
-    width, ffn, embed = config.encoder_embed_dim, config.encoder_ffn_embed_dim, config.embed_dim
-    macs = tokens * patch * patch * embed  # patch embedding
-    macs += tokens * embed * width if embed != width else 0  # post_extract_proj
-    macs += tokens * width * (width // config.conv_pos_groups) * config.conv_pos  # positional conv
-    per_layer = 4 * tokens * width * width + 2 * tokens * width * ffn  # q, k, v, out, fc1, fc2
-    per_layer += 2 * tokens * tokens * width  # q k^T and attention x v
-    macs += config.encoder_layers * per_layer
-    macs += frames * 257 * 128  # mel filterbank (dense, as the official code does it)
-    return 2 * batch * macs / 1e9
-
-
-def matmul_gflops(dtype: torch.dtype | None, repeats: int) -> float:
-    """Throughput of a 4096 x 4096 float32 matmul, optionally under CPU autocast."""
-    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        a @ b
-        seconds, _ = best_of(lambda: a @ b, repeats)
-    return 2 * 4096**3 / seconds / 1e9
 
 
 def main() -> None:

@@ -15,8 +15,11 @@ which would make the timings random too).
 Each figure is the best of several steps; ours and the official steps alternate, so both
 see the same load on a shared machine, and the speed-up is also given as the median of the
 ratios of adjacent pairs of steps, which a load that comes and goes disturbs less. It
-prints seconds per step, training samples per second, the speed-ups, and the peak
-resident memory of the process.
+prints seconds per step, training samples per second, GFLOP/s (three times the matmuls and
+convolutions of the forward pass), the speed-ups, and the peak resident memory of the
+process. It also measures what a large matmul reaches here in float32 and bfloat16: a step
+cannot take less than its FLOPs at that rate, which bounds the speed-up any implementation
+can have over the official one (the "ceiling" line).
 
     python3 -m hatch run python bench/train.py --official-dir bench/_cache/unilm_beats
 """
@@ -30,6 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _flops import matmul_gflops, training_gflop
 from _official import official_beats
 
 from beats_core import BEATs, BEATsConfig
@@ -114,13 +118,20 @@ def main() -> None:
         0, config.predictor_class, (args.batch,), generator=torch.Generator().manual_seed(2)
     )
     module = official_beats(args.official_dir) if args.official_dir else None
+    gflop = training_gflop(config, args.batch, waveforms.shape[1])
+    ceilings = {"no": matmul_gflops(None), "bf16": matmul_gflops(torch.bfloat16)}
     print(
         f"BEATs base, {sum(p.numel() for p in BEATs(config).parameters()) / 1e6:.1f} M parameters; batch of "
         f"{args.batch} clips of {args.seconds:g} s; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"best of {args.repeats} steps, ours and official alternating"
     )
     print(
-        f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'speed-up':>10}{'paired':>8}"
+        f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: float32 {ceilings['no']:.0f} GFLOP/s, "
+        f"bfloat16 autocast {ceilings['bf16']:.0f} GFLOP/s"
+    )
+    print(
+        f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'GFLOP/s':>9}"
+        f"{'speed-up':>10}{'paired':>8}"
     )
     for precision in args.precision:
         torch.manual_seed(0)
@@ -146,13 +157,20 @@ def main() -> None:
                 f"{statistics.median(o / u for o, u in zip(official_times, our_times, strict=True)):.2f}x"
             )
         print(
-            f"{name:<10}{'beats-train':<16}{ours_best:>9.2f}{args.batch / ours_best:>11.3f}{speedup:>10}{paired:>8}"
+            f"{name:<10}{'beats-train':<16}{ours_best:>9.2f}{args.batch / ours_best:>11.3f}"
+            f"{gflop / ours_best:>9.0f}{speedup:>10}{paired:>8}"
         )
         if official_times:
             best_official = min(official_times)
             print(
-                f"{name:<10}{'official':<16}{best_official:>9.2f}{args.batch / best_official:>11.3f}{'1.00x':>10}"
+                f"{name:<10}{'official':<16}{best_official:>9.2f}{args.batch / best_official:>11.3f}"
+                f"{gflop / best_official:>9.0f}{'1.00x':>10}"
             )
+        floor = gflop / ceilings[precision]
+        bound = f" = {min(official_times) / floor:.2f}x the official step" if official_times else ""
+        print(
+            f"{name:<10}{'ceiling':<16}{floor:>9.2f}{args.batch / floor:>11.3f}{ceilings[precision]:>9.0f}{bound}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of this process: {peak:.0f} MiB")
 
