@@ -337,6 +337,21 @@ def test_bfloat16_autocast_inference_and_training():
     assert model.encoder.layers[1].self_attn.grep_a.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_gelu_equals_the_official_float32_upcast(dtype):
+    """The official code computes GELU as ``gelu(x.float()).type_as(x)``; ours matches it bit for bit."""
+    from beats_core.model import _activation
+
+    generator = torch.Generator().manual_seed(15)
+    x = (4 * torch.randn(100_000, generator=generator)).to(dtype).requires_grad_()
+    upstream = torch.randn(100_000, generator=generator).to(dtype)
+    official = F.gelu(x.float()).type_as(x)
+    ours = _activation("gelu", x)
+    assert ours.dtype == dtype
+    assert torch.equal(ours, official)
+    assert torch.equal(*(torch.autograd.grad(y, x, upstream)[0] for y in (ours, official)))
+
+
 def test_forward_hooks_see_unmodified_outputs_in_inference():
     """In inference the model works in place on some outputs, but never on one a hook can see."""
     model = _tiny().eval()
