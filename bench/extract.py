@@ -121,8 +121,8 @@ def speed(args: argparse.Namespace) -> None:
     if official is not None:
         official_loop(official, warm)
     names = (["official loop float32"] if official is not None else []) + list(runs)
-    group = args.group or len(paths)
-    groups = [paths[i : i + group] for i in range(0, len(paths), group)]
+    group_size = args.group or len(paths)
+    groups = [paths[i : i + group_size] for i in range(0, len(paths), group_size)]
     best = {(name, g): float("inf") for name in names for g in range(len(groups))}
     outputs: dict[str, list[np.ndarray]] = {name: [None] * len(groups) for name in names}
     for repeat in range(args.repeats):
@@ -165,7 +165,7 @@ def speed(args: argparse.Namespace) -> None:
             cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
     print(
-        f"(time: sum over {len(groups)} group(s) of {group} clips of the best of {args.repeats} interleaved runs)"
+        f"(time: sum over {len(groups)} group(s) of {group_size} clips of the best of {args.repeats} interleaved runs)"
     )
 
 

@@ -156,6 +156,39 @@ def test_schedules():
     assert lr_factor(0, 100, 0.0, "cosine") == 1.0
 
 
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_adam_steps_use_the_fused_kernel_and_match_the_plain_one(reference_dir, name):
+    config = TrainingConfig(optimizer=name, learning_rate=1e-3, weight_decay=0.05)
+    models = [
+        BEATsClassifier(
+            prepare_backbone(load_backbone(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
+        )
+        for _ in range(2)
+    ]
+    models[1].load_state_dict(models[0].state_dict())
+    for model in models:
+        model.eval()  # no dropout: both see the same gradients
+    initial = {key: value.clone() for key, value in models[0].state_dict().items()}
+    fused = build_optimizer(models[0], config)
+    assert all(group["fused"] for group in fused.param_groups)
+    plain = type(fused)(parameter_groups(models[1], config), lr=1e-3, betas=config.betas)
+    waves = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for model, optimizer in ((models[0], fused), (models[1], plain)):
+            torch.nn.functional.cross_entropy(model(waves, None), torch.tensor([0, 3])).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for (key, ours), theirs in zip(
+        models[0].state_dict().items(), models[1].state_dict().values(), strict=True
+    ):
+        # Adam turns rounding noise in tiny gradients (the key bias's is zero in exact arithmetic)
+        # into steps of up to lr: allow a tenth of one step.
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4, msg=key)
+    assert not torch.equal(
+        models[0].state_dict()["backbone.predictor.weight"], initial["backbone.predictor.weight"]
+    )
+
+
 def test_the_encoder_learning_rate_is_zero_while_frozen(reference_dir):
     config = TrainingConfig(
         learning_rate=1e-3, warmup=0.0, scheduler="constant", freeze_backbone=True, unfreeze_after=1
