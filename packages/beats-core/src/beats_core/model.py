@@ -250,13 +250,23 @@ def _half_precision_attention(
 
     Used instead of SDPA for bfloat16/float16 training on the CPU, where SDPA falls back to
     its float32 math kernel (the fused one cannot differentiate the learned bias in the
-    mask) and is about three times slower than this.
+    mask) and is about three times slower than this. The mask is added inside the first
+    matmul (``baddbmm``) and the softmax casts on the fly, so each layer makes three
+    (B, H, P, P) tensors instead of five.
     """
-    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
-    if attn_mask is not None:
-        scores = scores + attn_mask
-    probabilities = torch.softmax(scores.float(), dim=-1).type_as(scores)
-    return torch.matmul(F.dropout(probabilities, dropout_p, training=dropout_p > 0), v)
+    batch, heads, length, dim = q.shape
+    keys = k.shape[-2]
+    q3, k3 = q.reshape(batch * heads, length, dim), k.reshape(batch * heads, keys, dim).transpose(1, 2)
+    if attn_mask is None:
+        scores = torch.bmm(q3, k3) * dim**-0.5
+    else:
+        mask = attn_mask.expand(batch, heads, length, keys).reshape(batch * heads, length, keys)
+        scores = torch.baddbmm(mask, q3, k3, alpha=dim**-0.5)
+    probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
+    probabilities = F.dropout(
+        probabilities.view(batch, heads, length, keys), dropout_p, training=dropout_p > 0
+    )
+    return torch.matmul(probabilities, v)
 
 
 class _LayerContext:
