@@ -161,6 +161,21 @@ def test_an_unreachable_hub_is_a_network_failure_not_offline_mode(hub):
     assert "check the network connection" in message and "HF_HUB_OFFLINE" not in message
 
 
+def test_a_host_name_that_does_not_resolve_fails_at_once_and_the_cache_still_serves(hub, monkeypatch):
+    """No DNS (no network): the error comes from the name lookup, not after the hub client's 25 s of retries."""
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    cached = ensure_checkpoint("test_tiny_finetuned")
+    monkeypatch.setenv("HF_ENDPOINT", "https://beats-test.invalid")  # .invalid never resolves (RFC 2606)
+    with pytest.raises(CheckpointError) as error:
+        ensure_checkpoint("test_tiny_pretrained")
+    message = str(error.value)
+    assert "is not in the cache" in message
+    assert "https://beats-test.invalid could not be reached (gaierror" in message
+    assert "check the network connection" in message and "HF_HUB_OFFLINE" not in message
+    assert ensure_checkpoint("test_tiny_finetuned") == cached
+
+
 def test_hf_hub_cache_and_cache_dir_choose_the_cache(hub, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "from-env"))
     assert ensure_checkpoint("test_tiny_finetuned").is_relative_to(tmp_path / "from-env")

@@ -18,7 +18,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ _DEFAULT_ENDPOINT = "https://huggingface.co"
 _DEFAULT_ETAG_TIMEOUT = 10.0
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def ensure_checkpoint(
@@ -309,6 +312,8 @@ class _Download:
         """Download (or find in the cache) the file; hub errors become CheckpointErrors."""
         info, settings = self.info, self.settings
         try:
+            if not settings.offline and (force or self.cached() is None):
+                _check_host_resolves(settings.endpoint)
             path = hf_hub_download(
                 repo_id=info.repo_id,
                 filename=info.filename,
@@ -326,6 +331,10 @@ class _Download:
         except Exception as e:  # the hub client also raises its HTTP library's errors, which vary by version
             raise self._error(e) from e
         return Path(path)
+
+    def cached(self) -> Path | None:
+        """The file in the cache, or None."""
+        return find_cached_checkpoint(self.name, revision=self.revision, cache_dir=self.settings.cache_dir)
 
     def _error(self, error: Exception) -> CheckpointError:
         name, info, settings = self.name, self.info, self.settings
@@ -391,6 +400,24 @@ class _Download:
             f"downloading checkpoint {name!r} ({self.where()}) failed: {_describe(error)}. Check the network "
             f"connection and the free space in {settings.cache_dir}, then run the same command again, {local_hint}."
         )
+
+
+def _check_host_resolves(endpoint: str) -> None:
+    """Raise the hub client's "cannot connect" error at once if the endpoint's host name does not resolve.
+
+    The hub client retries a failed connection five times with back-off, about 25 s, which
+    is pointless on a machine that cannot even resolve the name (no network, no DNS).
+    Behind a proxy the proxy resolves names, so nothing is checked there.
+    """
+    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
+        return
+    url = urllib.parse.urlsplit(endpoint)
+    if not url.hostname:
+        return
+    try:
+        socket.getaddrinfo(url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    except socket.gaierror as error:
+        raise LocalEntryNotFoundError(f"cannot resolve {url.hostname}") from error
 
 
 def _describe(error: BaseException) -> str:
