@@ -20,8 +20,9 @@ as a user does (``--group N`` interleaves the sides every N files instead, which
 on a busy machine but leaves ours only N files to batch by length). Embeddings are compared
 per clip (cosine similarity and largest difference to the official float32 ones). GFLOP/s
 counts the matmuls and convolutions of each clip at its own length (no padding) and is
-printed next to what a large matmul reaches here: a side that runs near that ceiling cannot
-be made much faster without doing less arithmetic.
+printed next to what a large matmul reaches here; the transformer layers' matmuls at that
+rate are a floor no implementation goes below, which bounds the speed-up over the official
+loop.
 
 Then memory: in fresh processes, the peak resident memory above the loaded model while
 ``extract_from_arrays`` embeds one batch of 4, 8 and 16 clips of 10 s, and while
@@ -45,7 +46,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import testkit  # noqa: E402
-from _flops import matmul_gflops, model_gflop  # noqa: E402
+from _flops import layers_gflop, matmul_gflops, model_gflop  # noqa: E402
 from _official import official_beats  # noqa: E402
 
 from beats_core import BEATs, BEATsConfig, load_audio  # noqa: E402
@@ -100,6 +101,7 @@ def speed(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     config = BEATsConfig.base()
     gflop = sum(model_gflop(config, 1, length) for length in lengths)
+    floor_gflop = sum(layers_gflop(config, 1, length) for length in lengths)
     ours = BEATs(config).eval()
     official = None
     if args.official_dir:
@@ -143,10 +145,17 @@ def speed(args: argparse.Namespace) -> None:
     joined = {name: np.concatenate(parts) for name, parts in outputs.items()}
     reference = joined.get("official loop float32")
     base = best_total.get("official loop float32")
+    float32_rate = matmul_gflops(None)
     print(
-        f"\n{gflop:.0f} GFLOP in all; 4096 x 4096 matmul here: float32 {matmul_gflops(None):.0f} GFLOP/s, "
+        f"\n{gflop:.0f} GFLOP in all; 4096 x 4096 matmul here: float32 {float32_rate:.0f} GFLOP/s, "
         f"bfloat16 autocast {matmul_gflops(torch.bfloat16):.0f} GFLOP/s"
     )
+    if base:
+        floor = floor_gflop / float32_rate
+        print(
+            f"floor in float32 (the transformer layers' {floor_gflop:.0f} GFLOP at the matmul rate): {floor:.1f} s, "
+            f"at most {base / floor:.2f}x the official loop"
+        )
     print("| run | time (s) | clips/s | GFLOP/s | speed-up | min cosine to official | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for name in names:

