@@ -398,6 +398,44 @@ def test_half_precision_training_attention_matches_sdpa():
     assert torch.all(cosine > 0.999)
 
 
+def test_half_precision_training_attention_is_as_accurate_as_the_official_float32_round_trip():
+    """Outputs and gradients (queries, keys, values, gate, bias) against float64, in bfloat16."""
+    from beats_core.model import _half_precision_attention
+
+    generator = torch.Generator().manual_seed(16)
+    batch, heads, length, dim = 2, 4, 40, 16
+    inputs64 = [
+        torch.randn(batch, heads, length, dim, generator=generator, dtype=torch.float64) for _ in range(3)
+    ]
+    gate64 = torch.rand(batch, heads, length, 1, generator=generator, dtype=torch.float64) * 2
+    bias64 = 3 * torch.randn(heads, length, length, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(batch, heads, length, dim, generator=generator, dtype=torch.float64)
+
+    def official(q, k, v, mask):  # the official code's order: scale, matmul, add, float32 softmax, cast back
+        scores = torch.matmul(q * dim**-0.5, k.transpose(-1, -2)) + mask
+        return torch.matmul(torch.softmax(scores.float(), dim=-1).type_as(scores), v)
+
+    def ours(q, k, v, mask):
+        return _half_precision_attention(q, k, v, attn_mask=mask, dropout_p=0.0)
+
+    def run(attend, dtype):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in (*inputs64, gate64, bias64)]
+        q, k, v, gate, bias = leaves
+        out = attend(q, k, v, gate * bias)
+        out.backward(upstream.to(dtype))
+        return [out.detach().double()] + [leaf.grad.double() for leaf in leaves]
+
+    reference = run(official, torch.float64)
+    theirs, mine = run(official, torch.bfloat16), run(ours, torch.bfloat16)
+    for name, exact, their, our in zip(
+        ("out", "q", "k", "v", "gate", "bias"), reference, theirs, mine, strict=True
+    ):
+        their_error = ((their - exact).norm() / exact.norm()).item()
+        our_error = ((our - exact).norm() / exact.norm()).item()
+        assert our_error <= 1.1 * their_error, (name, our_error, their_error)
+        assert our_error < 0.03, (name, our_error)  # bfloat16 has 8 significant bits
+
+
 def test_a_model_that_ran_in_inference_mode_trains_afterwards():
     """Constants cached during inference (position buckets, fbank window and filters) are not inference tensors."""
     import beats_core.fbank
