@@ -187,12 +187,13 @@ def find_cached_checkpoint(
     if local is not None:
         return local if local.is_file() else None
     info, _ = _lookup(str(target))
+    return _cached_file(info, revision or info.revision, hub_cache_dir(cache_dir))
+
+
+def _cached_file(info: ModelInfo, revision: str, cache_dir: Path) -> Path | None:
+    """The checkpoint's file in the cache at ``revision``, or None."""
     cached = try_to_load_from_cache(
-        info.repo_id,
-        info.filename,
-        cache_dir=hub_cache_dir(cache_dir),
-        revision=revision or info.revision,
-        repo_type=info.repo_type,
+        info.repo_id, info.filename, cache_dir=cache_dir, revision=revision, repo_type=info.repo_type
     )
     return Path(cached) if isinstance(cached, str) and os.path.isfile(cached) else None
 
@@ -312,7 +313,9 @@ class _Download:
         """Download (or find in the cache) the file; hub errors become CheckpointErrors."""
         info, settings = self.info, self.settings
         try:
-            if not settings.offline and (force or self.cached() is None):
+            if not settings.offline and (
+                force or _cached_file(info, self.revision, settings.cache_dir) is None
+            ):
                 _check_host_resolves(settings.endpoint)
             path = hf_hub_download(
                 repo_id=info.repo_id,
@@ -331,10 +334,6 @@ class _Download:
         except Exception as e:  # the hub client also raises its HTTP library's errors, which vary by version
             raise self._error(e) from e
         return Path(path)
-
-    def cached(self) -> Path | None:
-        """The file in the cache, or None."""
-        return find_cached_checkpoint(self.name, revision=self.revision, cache_dir=self.settings.cache_dir)
 
     def _error(self, error: Exception) -> CheckpointError:
         name, info, settings = self.name, self.info, self.settings
