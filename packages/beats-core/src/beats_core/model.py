@@ -10,8 +10,10 @@ written here load in the official code; its outputs equal the official ones with
 float rounding (see ``tests/core/test_parity.py``). The computation is organised for
 speed: attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
 with the gated relative position bias and the key padding folded into one additive
-mask, the relative-position bucket table is computed once per sequence length, and
-the fbank is computed for the whole batch at once on the model's device.
+mask (half-precision training on the CPU, which SDPA would run in float32, uses
+:mod:`beats_core.attention` instead), the relative-position bucket table is computed
+once per sequence length, and the fbank is computed for the whole batch at once on the
+model's device.
 
 Shapes: B batch, N samples (16 kHz), T fbank frames, P tokens (patches), C width,
 H heads. Masks are boolean with ``True`` = padding.
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from beats_core.attention import half_precision_attention
 from beats_core.config import BEATsConfig
 from beats_core.errors import AudioTooShortError, ConfigError, InvalidAudioError
 from beats_core.fbank import (
@@ -126,7 +129,7 @@ class _GradMultiply(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
-        return x.clone()
+        return x.view_as(x)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -232,47 +235,27 @@ class _SelfAttention(nn.Module):
             gate_a, gate_b = gates.unbind(-1)
             gate = gate_a * (gate_b * self.grep_a.view(heads) - 1.0) + 2.0  # (B, P, H)
             gate = gate.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, H, P, 1)
-        attend = _half_precision_attention if _needs_explicit_attention(q) else F.scaled_dot_product_attention
-        out = attend(
-            q.transpose(1, 2),
-            k,
-            v,
-            attn_mask=context.attention_mask(gate, q.dtype),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        dropout = self.dropout if self.training else 0.0
+        if _needs_explicit_attention(q):
+            out = half_precision_attention(
+                q.transpose(1, 2),
+                k,
+                v,
+                gate=gate,
+                bias=context.position_bias,
+                key_padding=context.key_padding,
+                dropout_p=dropout,
+            )
+        else:
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k, v, attn_mask=context.attention_mask(gate, q.dtype), dropout_p=dropout
+            )
         return context.linear(self.out_proj, out.transpose(1, 2).reshape(batch, length, width), "out", self)
 
 
 def _needs_explicit_attention(q: Tensor) -> bool:
     """Half-precision training on the CPU: SDPA's only kernel that differentiates the mask runs in float32 there."""
     return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and torch.is_grad_enabled()
-
-
-def _half_precision_attention(
-    q: Tensor, k: Tensor, v: Tensor, *, attn_mask: Tensor | None, dropout_p: float
-) -> Tensor:
-    """Attention as two half-precision matmuls around a float32 softmax, as the official code computes it.
-
-    Used instead of SDPA for bfloat16/float16 training on the CPU, where SDPA falls back to
-    its float32 math kernel (the fused one cannot differentiate the learned bias in the
-    mask) and is about three times slower than this. The mask is added inside the first
-    matmul (``baddbmm``, rounded once) and the softmax casts on the fly: three (B, H, P, P)
-    tensors per layer instead of five, with at least the official accuracy
-    (tests/core/test_model.py).
-    """
-    batch, heads, length, dim = q.shape
-    keys = k.shape[-2]
-    q3, k3 = q.reshape(batch * heads, length, dim), k.reshape(batch * heads, keys, dim).transpose(1, 2)
-    if attn_mask is None:
-        scores = torch.bmm(q3, k3) * dim**-0.5
-    else:
-        mask = attn_mask.expand(batch, heads, length, keys).reshape(batch * heads, length, keys)
-        scores = torch.baddbmm(mask, q3, k3, alpha=dim**-0.5)
-    probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)
-    probabilities = F.dropout(
-        probabilities.view(batch, heads, length, keys), dropout_p, training=dropout_p > 0
-    )
-    return torch.matmul(probabilities, v)
 
 
 class _LayerContext:
