@@ -381,7 +381,7 @@ def _residual(x: Tensor, alpha: float, branch: Tensor, *producers: nn.Module) ->
     """``alpha * x + branch``; in place on the branch in inference (a fresh tensor per layer costs page faults)."""
     if branch.dtype == torch.promote_types(branch.dtype, x.dtype) and _unobserved(*producers):
         return branch.add_(x, alpha=alpha)
-    return x * alpha + branch
+    return torch.add(branch, x, alpha=alpha)
 
 
 class _TransformerEncoder(nn.Module):
