@@ -425,11 +425,19 @@ def test_bfloat16_training_forward_matches_inference_through_sdpa():
     assert torch.all(cosine > 0.999)
 
 
-@pytest.mark.parametrize("length", [40, 300])  # 300: several blocks of heads per clip, one head each
-def test_half_precision_training_attention_is_as_accurate_as_the_official_float32_round_trip(length):
-    """Outputs and gradients (queries, keys, values, gate, bias) against float64, in bfloat16."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+# Blocks of the 4 heads of a clip: None: one block of 4; 1: four blocks of 1; 3: two of 2 (as even as possible).
+@pytest.mark.parametrize("heads_per_block", [None, 1, 3])
+def test_half_precision_training_attention_is_as_accurate_as_the_official_float32_round_trip(
+    dtype, heads_per_block, monkeypatch
+):
+    """Outputs and gradients (queries, keys, values, gate, bias) against float64, in half precision."""
+    import beats_core.attention
     from beats_core.attention import half_precision_attention
 
+    length = 40
+    if heads_per_block is not None:
+        monkeypatch.setattr(beats_core.attention, "_BLOCK_ELEMENTS", heads_per_block * length * length)
     generator = torch.Generator().manual_seed(16)
     batch, heads, dim = 2, 4, 16
     inputs64 = [
@@ -456,14 +464,14 @@ def test_half_precision_training_attention_is_as_accurate_as_the_official_float3
         return [out.detach().double()] + [leaf.grad.double() for leaf in leaves]
 
     reference = run(official, torch.float64)
-    theirs, mine = run(official, torch.bfloat16), run(ours, torch.bfloat16)
+    theirs, mine = run(official, dtype), run(ours, dtype)
     for name, exact, their, our in zip(
         ("out", "q", "k", "v", "gate", "bias"), reference, theirs, mine, strict=True
     ):
         their_error = ((their - exact).norm() / exact.norm()).item()
         our_error = ((our - exact).norm() / exact.norm()).item()
         assert our_error <= 1.01 * their_error, (name, our_error, their_error)
-        assert our_error < 0.03, (name, our_error)  # bfloat16 has 8 significant bits
+        assert our_error < 0.03, (name, our_error)  # bfloat16 has 8 significant bits, float16 11
 
 
 def test_a_model_that_ran_in_inference_mode_trains_afterwards():
