@@ -12,7 +12,7 @@ full (on the CPU, their page faults can cost more than their arithmetic).
 the softmax, half precision for the matmuls) but computes the masked softmax and its
 gradient a few heads at a time, in cache-sized float32 blocks: the only (B, H, P, P)
 tensors are the half-precision scores, probabilities and their gradients. Its outputs and
-gradients are closer to float64 than the official ones (``tests/core/test_model.py``).
+gradients are as accurate as the official ones, against float64 (``tests/core/test_model.py``).
 """
 
 from __future__ import annotations
