@@ -17,9 +17,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_a_tiny_random_model_learns_clearly_different_sounds(tmp_path, tiny_config):
+@pytest.mark.parametrize("mixed_precision", ["no", "bf16"])  # bf16: the block-wise half-precision attention
+def test_a_tiny_random_model_learns_clearly_different_sounds(tmp_path, tiny_config, mixed_precision):
     root = testkit.make_sound_dataset(tmp_path / "sounds", 30)
-    config = tiny_config(tmp_path / "run", max_epochs=10, learning_rate=1e-3)
+    config = tiny_config(tmp_path / "run", max_epochs=10, learning_rate=1e-3, mixed_precision=mixed_precision)
     trainer = BEATsTrainer.from_directory(
         root, config=config, batch_size=8, train_split=0.6, val_split=0.2, test_split=0.2
     )
