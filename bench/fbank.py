@@ -24,7 +24,7 @@ from _official import best_of, kaldi_module
 
 from beats_core.fbank import FFT_SIZE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
 
-# Parity tolerance for raw fbank values (shared/testdata/beats_reference/README.md, section 7).
+# Parity tolerance for raw fbank values (tests/reference/README.md, section 7).
 RAW_ATOL = 1e-3
 
 

@@ -28,7 +28,7 @@ from _official import best_of, official_beats
 
 from beats_core import BEATs, BEATsConfig
 
-# Parity tolerance for encoder features (shared/testdata/beats_reference/README.md, section 7).
+# Parity tolerance for encoder features (tests/reference/README.md, section 7).
 FEATURE_ATOL = 1e-4
 
 

@@ -19,7 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The official-implementation reference vectors (shared/testdata/beats_reference)."""
+    """The official-implementation reference vectors (tests/reference, or BEATS_REFERENCE_DIR)."""
     if not (testkit.REFERENCE_DIR / "manifest.json").is_file():
         pytest.fail(f"reference test data not found at {testkit.REFERENCE_DIR}; set BEATS_REFERENCE_DIR")
     return testkit.REFERENCE_DIR

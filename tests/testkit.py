@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(
-    os.environ.get("BEATS_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "testdata" / "beats_reference")
-)
+REFERENCE_DIR = Path(os.environ.get("BEATS_REFERENCE_DIR", REPO_ROOT / "tests" / "reference"))
 PLUGINS_DIR = REPO_ROOT / "tests" / "plugins"
 
 

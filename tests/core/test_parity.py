@@ -1,6 +1,6 @@
 """Parity with the official implementation: every array of the reference vectors, within the README's tolerances.
 
-The reference folder (shared/testdata/beats_reference) holds two tiny checkpoints in the
+The reference folder (tests/reference) holds two tiny checkpoints in the
 official layout and the outputs of microsoft/unilm's BEATs code for them. Both checkpoints
 are loaded unchanged; intermediate taps are reached with forward hooks.
 """

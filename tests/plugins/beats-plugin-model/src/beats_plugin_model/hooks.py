@@ -1,7 +1,7 @@
 """The plugin's hooks: tiny reference checkpoints on a test Hub, and ``beats tiny-hello``.
 
 The checkpoints are the tiny reference files of the test data
-(``shared/testdata/beats_reference``), served by the tests' fake Hub from the dataset
+(``tests/reference``), served by the tests' fake Hub from the dataset
 repository ``beats-test/tiny-checkpoints``. The pre-trained one is pinned by SHA-256 and
 size, the fine-tuned one is not, so both validation paths are exercised.
 """
