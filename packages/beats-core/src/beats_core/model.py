@@ -187,9 +187,14 @@ class _GLULinear(nn.Module):
 
 def _activation(name: str, x: Tensor) -> Tensor:
     if name == "gelu":
-        # Exact erf GELU in at least float32: the official code upcasts half precision. torch's bfloat16
-        # kernel computes in float32 and rounds once, bit for bit the same without two (B, P, F) copies.
-        return F.gelu(x.float()).type_as(x) if x.dtype == torch.float16 else F.gelu(x)
+        # Exact erf GELU in at least float32: the official code upcasts half precision. In inference,
+        # torch's bfloat16 kernel computes in float32 and rounds once: bit for bit the same on every CPU,
+        # without two (B, P, F) copies. Its gradient is not the official one on every CPU (AVX2 kernels
+        # round differently), so with autograd the official upcast runs.
+        differentiated = torch.is_grad_enabled() and x.requires_grad
+        if x.dtype == torch.float16 or (x.dtype == torch.bfloat16 and differentiated):
+            return F.gelu(x.float()).type_as(x)
+        return F.gelu(x)
     if name in ("gelu_fast", "gelu_accurate"):
         return F.gelu(x, approximate="tanh")
     if name == "relu":
