@@ -145,3 +145,27 @@ def test_the_beats_console_script(environment, plugin_dir, tmp_path):
     assert done.returncode == 0
     for command in ("models", "download", "info", "tiny-hello"):
         assert command in done.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["extract"],
+        ["extract", "--help"],
+        ["no-such-command"],
+        ["models", "--bogus"],
+    ],
+)
+def test_help_version_and_argument_errors_do_not_import_torch(argv):
+    """Starting the command, listing commands and rejecting arguments stay fast: no torch, pandas or accelerate."""
+    code = (
+        "import sys\n"
+        "from beats_core.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'accelerate', 'matplotlib', 'huggingface_hub') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

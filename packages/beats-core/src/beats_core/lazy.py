@@ -21,11 +21,13 @@ def lazy_exports(
 
     Use in a package's ``__init__.py``::
 
-        __getattr__, __dir__ = lazy_exports(__name__, {"BEATs": "model"}, __all__)
+        __getattr__, __dir__ = lazy_exports(__name__, {"BEATs": ".model", "load_audio": "beats_core"}, __all__)
 
     Args:
         package: the package's ``__name__``.
-        exports: public name -> the sub-module (relative to ``package``) that defines it.
+        exports: public name -> the module that defines it, as ``import_module`` takes it with
+            ``package`` as anchor: ``".model"`` for a sub-module, ``"beats_core"`` for a name
+            re-exported from another package.
         names: every public name of the package (its ``__all__``), for ``dir()``.
 
     Returns:
@@ -37,7 +39,7 @@ def lazy_exports(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        value = getattr(importlib.import_module(module, package), name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -27,19 +27,19 @@ if TYPE_CHECKING:
     from beats_extract.storage import SavedFeatures, load_features, save_features
 
 _LAZY = {
-    "BEATsFeatureExtractor": "extractor",
-    "FileFeatures": "extractor",
-    "FrameEmbeddings": "extractor",
-    "SkippedFileWarning": "extractor",
-    "Pooling": "poolings",
-    "get_pooling": "poolings",
-    "list_poolings": "poolings",
-    "FeatureIndex": "search",
-    "SearchHit": "search",
-    "SavedFeatures": "storage",
-    "load_features": "storage",
-    "save_features": "storage",
-    "find_audio_files": "inputs",
+    "BEATsFeatureExtractor": ".extractor",
+    "FileFeatures": ".extractor",
+    "FrameEmbeddings": ".extractor",
+    "SkippedFileWarning": ".extractor",
+    "Pooling": ".poolings",
+    "get_pooling": ".poolings",
+    "list_poolings": ".poolings",
+    "FeatureIndex": ".search",
+    "SearchHit": ".search",
+    "SavedFeatures": ".storage",
+    "load_features": ".storage",
+    "save_features": ".storage",
+    "find_audio_files": ".inputs",
 }
 
 __all__ = ["__version__", *_LAZY]

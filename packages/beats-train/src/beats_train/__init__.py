@@ -21,20 +21,20 @@ if TYPE_CHECKING:
     from beats_train.trainer import BEATsTrainer, CrossValidationResults
 
 _LAZY = {
-    "BEATsTrainer": "trainer",
-    "CrossValidationResults": "trainer",
-    "TrainingResults": "loop",
-    "DataConfig": "config",
-    "TrainingConfig": "config",
-    "AugmentationConfig": "config",
-    "load_config": "config",
-    "save_config": "config",
-    "get_preset": "presets",
-    "list_presets": "presets",
-    "BEATsClassifier": "model",
-    "compute_fbank_stats": "stats",
-    "classification_metrics": "metrics",
-    "multilabel_metrics": "metrics",
+    "BEATsTrainer": ".trainer",
+    "CrossValidationResults": ".trainer",
+    "TrainingResults": ".loop",
+    "DataConfig": ".config",
+    "TrainingConfig": ".config",
+    "AugmentationConfig": ".config",
+    "load_config": ".config",
+    "save_config": ".config",
+    "get_preset": ".presets",
+    "list_presets": ".presets",
+    "BEATsClassifier": ".model",
+    "compute_fbank_stats": ".stats",
+    "classification_metrics": ".metrics",
+    "multilabel_metrics": ".metrics",
 }
 
 __all__ = ["__version__", *_LAZY]
