@@ -75,14 +75,38 @@ def test_the_quick_start_commands_are_the_projects_own():
     """The two commands run hatch scripts that exist, and CI runs the second one."""
     quick_start = readme_blocks()[0]
     commands = [line.split("#")[0].strip() for line in quick_start.code.splitlines()]
-    assert commands == [
-        "python3 -m pip install hatch && python3 -m hatch run demo",
-        "python3 -m pip install hatch && python3 -m hatch run test",
-    ]
+    assert commands == ["uvx hatch run demo", "uvx hatch run test"]
     scripts = tomllib.loads((testkit.REPO_ROOT / "hatch.toml").read_text())["envs"]["default"]["scripts"]
     assert scripts["demo"].startswith("beats demo")
     assert "unit" in scripts["test"] and "lint" in scripts["test"]
     assert "hatch run test" in (testkit.REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_environments_install_on_any_machine():
+    """The envs the README's commands use name nothing that exists only on one machine.
+
+    No local wheel folder, no constraint or index file, no local-version pin (``+cpu`` builds
+    are not on PyPI, and macOS has none), no Python version other than the packages' minimum;
+    uv chooses the PyTorch build for the machine.
+    """
+    config = tomllib.loads((testkit.REPO_ROOT / "hatch.toml").read_text())["envs"]
+    local = re.compile(r"^(/|~|\.|file:)|\{root\}|\{home\}|\+(cpu|cu\d+|rocm)")
+    for name in ("default", "minimal"):
+        env = {**config["default"], **config[name]} if name != "default" else config["default"]
+        variables = env.get("env-vars", {})
+        for key, value in variables.items():
+            assert not key.endswith(("FIND_LINKS", "CONSTRAINT", "INDEX_URL", "INDEX")), f"{name}: {key}"
+            assert not local.search(str(value)), f"{name}: {key} = {value!r} exists only on one machine"
+        assert variables.get("UV_TORCH_BACKEND") == "auto"
+        assert "python" not in env, f"{name} pins a Python; the packages need >=3.10 and the README says so"
+        for dependency in env.get("dependencies", []):
+            assert not local.search(dependency), f"{name}: {dependency!r}"
+    minimums = {
+        tomllib.loads(pyproject.read_text())["project"]["requires-python"]
+        for pyproject in (testkit.REPO_ROOT / "packages").glob("*/pyproject.toml")
+    }
+    assert minimums == {">=3.10"}
+    assert "Python 3.10 or newer" in (testkit.REPO_ROOT / "README.md").read_text()
 
 
 def test_every_python_block_runs_in_order(readme_folder: Path, capsys: pytest.CaptureFixture[str]):
