@@ -12,8 +12,7 @@ import torch
 from _official import best_of
 
 from beats_core import BEATsConfig
-from beats_core.fbank import num_fbank_frames
-from beats_core.model import num_tokens
+from beats_core.geometry import num_fbank_frames, num_tokens
 
 
 def model_gflop(config: BEATsConfig, batch: int, num_samples: int) -> float:

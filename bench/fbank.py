@@ -22,7 +22,8 @@ import argparse
 import torch
 from _official import best_of, kaldi_module
 
-from beats_core.fbank import FFT_SIZE, NUM_MEL_BINS, compute_fbank, num_fbank_frames
+from beats_core.fbank import FFT_SIZE, compute_fbank
+from beats_core.geometry import NUM_MEL_BINS, num_fbank_frames
 
 # Parity tolerance for raw fbank values (tests/reference/README.md, section 7).
 RAW_ATOL = 1e-3

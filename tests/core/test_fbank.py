@@ -10,14 +10,12 @@ from beats_core import AudioTooShortError, InvalidAudioError
 from beats_core.fbank import (
     FBANK_MEAN,
     FBANK_STD,
-    FRAME_LENGTH,
-    FRAME_SHIFT,
     compute_fbank,
     mel_filterbank,
     normalize_fbank,
-    num_fbank_frames,
     povey_window,
 )
+from beats_core.geometry import FRAME_LENGTH, FRAME_SHIFT, num_fbank_frames
 
 LOG_EPSILON = math.log(torch.finfo(torch.float32).eps)  # -15.942385
 

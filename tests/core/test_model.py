@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from beats_core import AudioTooShortError, BEATs, BEATsConfig, ConfigError, InvalidAudioError
-from beats_core.model import checkpoint_filter_fn, downsample_padding_mask, min_num_samples, num_tokens
+from beats_core.checkpoint import checkpoint_filter_fn
+from beats_core.geometry import min_num_samples, num_tokens
+from beats_core.model import downsample_padding_mask
 
 
 def _noise(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -371,6 +373,23 @@ def test_forward_hooks_see_unmodified_outputs_in_inference():
         handle.remove()
     for name, (with_grad, without_grad) in seen.items():
         torch.testing.assert_close(without_grad, with_grad.detach(), msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_in_place_inference_equals_the_plain_path(dtype):
+    """The seam: reused buffers and in-place steps give the plain path's outputs, padding and every layer included."""
+    model = _tiny().eval()
+    waves, mask = _noise(3, 12000), torch.zeros(3, 12000, dtype=torch.bool)
+    mask[1, 9000:] = True
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    with torch.inference_mode(), autocast:
+        plain = model.extract_hidden_states(waves, mask)[0]
+        with model.in_place_inference():
+            assert model.encoder.in_place
+            fast = model.extract_hidden_states(waves, mask)[0]
+        assert not model.encoder.in_place
+    for i, (a, b) in enumerate(zip(plain, fast, strict=True)):
+        assert torch.equal(a, b), f"hidden state {i}"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from beats_core.checkpoint import load_checkpoint
+from beats_core.factory import load_checkpoint
 from beats_core.fbank import compute_fbank, normalize_fbank
 from beats_core.model import BEATs, _relative_buckets
 

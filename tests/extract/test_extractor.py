@@ -7,7 +7,15 @@ import pytest
 import testkit
 import torch
 
-from beats_core import AudioDecodeError, BEATs, BEATsConfig, ConfigError, InvalidAudioError, load_audio
+from beats_core import (
+    AudioDecodeError,
+    BEATs,
+    BEATsConfig,
+    ConfigError,
+    InvalidAudioError,
+    create_model,
+    load_audio,
+)
 from beats_extract import BEATsFeatureExtractor, FrameEmbeddings, SkippedFileWarning
 from beats_extract.poolings import BUILTIN_POOLINGS
 
@@ -194,7 +202,7 @@ def test_a_third_party_pooling_plugin_is_used_by_name(tiny_checkpoint, install_p
     assert extractor.pooling.distribution == "beats-plugin-pooling"
     clips = [testkit.noise(0.7, seed=3), testkit.noise(2.5, seed=4)]
     medians = extractor.extract_from_arrays(clips)
-    model = BEATs.from_pretrained(tiny_checkpoint)
+    model = create_model(tiny_checkpoint)
     with torch.no_grad():
         tokens, _ = model.forward_features(torch.from_numpy(clips[0])[None])
     np.testing.assert_allclose(medians[0], tokens[0].median(dim=0).values.numpy(), atol=1e-5)
@@ -202,7 +210,7 @@ def test_a_third_party_pooling_plugin_is_used_by_name(tiny_checkpoint, install_p
 
 # --------------------------------------------------------------------------- models, devices, precision
 def test_a_model_instance_is_used_in_place_and_its_training_mode_restored(tiny_checkpoint):
-    model = BEATs.from_pretrained(tiny_checkpoint).train()
+    model = create_model(tiny_checkpoint).train()
     extractor = BEATsFeatureExtractor(model, device="auto")
     assert extractor.model is model and extractor.model_name is None
     first = extractor.extract_from_array(testkit.noise(1.0))

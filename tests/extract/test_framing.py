@@ -6,15 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beats_core import ConfigError
-from beats_core.fbank import num_fbank_frames
+from beats_core.geometry import num_fbank_frames, num_time_steps, step_timestamps
 from beats_core.model import downsample_padding_mask
-from beats_extract.framing import (
-    aligned_padding_mask,
-    hop_steps_for,
-    num_time_steps,
-    plan_windows,
-    step_timestamps,
-)
+from beats_extract.framing import aligned_padding_mask, hop_steps_for, plan_windows
 
 
 def test_time_steps_and_their_timestamps():

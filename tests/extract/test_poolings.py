@@ -85,7 +85,9 @@ def test_callables_and_poolings_pass_through():
 
 
 def test_unknown_names_and_unusable_callables_say_what_to_do():
-    with pytest.raises(ConfigError, match=r"unknown pooling 'maxx'.*Did you mean 'max'.*mean, max, first"):
+    with pytest.raises(
+        ConfigError, match=r"unknown pooling 'maxx'.*Did you mean 'max'.*'mean', 'max', 'first'"
+    ):
         get_pooling("maxx")
     with pytest.raises(ConfigError, match="not a callable"):
         get_pooling(42)  # type: ignore[arg-type]

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from beats_core import BEATs, ConfigError, load_checkpoint
+from beats_core.factory import create_model
 from beats_train.augment import FbankMasking
 from beats_train.config import AugmentationConfig, TrainingConfig
-from beats_train.model import BEATsClassifier, load_backbone, prepare_backbone
+from beats_train.model import BEATsClassifier, prepare_backbone
 from beats_train.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 
 LABELS = {0: "dog", 1: "rooster", 2: "rain", 3: "engine", 4: "pig"}
@@ -19,7 +20,7 @@ def _encoder(model: BEATs) -> dict[str, torch.Tensor]:
 
 
 def test_training_settings_are_applied_by_rebuilding_the_model(reference_dir):
-    pretrained = load_backbone(str(reference_dir / "tiny_pretrained.pt"))
+    pretrained = create_model(str(reference_dir / "tiny_pretrained.pt"))
     config = TrainingConfig(
         layer_wise_gradient_decay_ratio=0.2,
         encoder_layerdrop=0.3,
@@ -44,7 +45,7 @@ def test_training_settings_are_applied_by_rebuilding_the_model(reference_dir):
 
 
 def test_a_head_for_the_same_labels_is_kept_and_other_labels_get_a_new_one(reference_dir):
-    finetuned = load_backbone(str(reference_dir / "tiny_finetuned.pt"))
+    finetuned = create_model(str(reference_dir / "tiny_finetuned.pt"))
     labels = finetuned.label_dict
     kept = prepare_backbone(finetuned, TrainingConfig(), labels)
     assert torch.equal(kept.predictor.weight, finetuned.predictor.weight)
@@ -54,14 +55,14 @@ def test_a_head_for_the_same_labels_is_kept_and_other_labels_get_a_new_one(refer
 
 def test_random_sizes_and_unknown_ones():
     torch.manual_seed(0)
-    assert load_backbone("random:tiny").cfg.encoder_embed_dim == 64
+    assert create_model("random:tiny").cfg.encoder_embed_dim == 64
     with pytest.raises(ConfigError, match=r"unknown size 'huge'.*random:tiny, random:base, random:large"):
-        load_backbone("random:huge")
+        create_model("random:huge")
 
 
 def test_saved_model_is_an_official_fine_tuned_checkpoint(reference_dir, tmp_path):
     model = prepare_backbone(
-        load_backbone(str(reference_dir / "tiny_pretrained.pt")), TrainingConfig(), LABELS
+        create_model(str(reference_dir / "tiny_pretrained.pt")), TrainingConfig(), LABELS
     )
     classifier = BEATsClassifier(model).eval()
     path = classifier.save(tmp_path / "model.pt")
@@ -86,7 +87,7 @@ def test_saved_model_is_an_official_fine_tuned_checkpoint(reference_dir, tmp_pat
 
 def test_weighted_layer_sum_is_learnable_and_travels_in_the_checkpoint(reference_dir, tmp_path):
     model = prepare_backbone(
-        load_backbone(str(reference_dir / "tiny_pretrained.pt")), TrainingConfig(), LABELS
+        create_model(str(reference_dir / "tiny_pretrained.pt")), TrainingConfig(), LABELS
     )
     classifier = BEATsClassifier(model, weighted_layer_sum=True, multi_label=True).eval()
     waveforms = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
@@ -108,7 +109,7 @@ def test_weighted_layer_sum_is_learnable_and_travels_in_the_checkpoint(reference
 
 def test_fbank_masks_apply_in_training_only_and_a_frozen_encoder_gets_no_gradient(reference_dir):
     config = TrainingConfig(dropout=0.0, head_dropout=0.0)
-    model = prepare_backbone(load_backbone(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
+    model = prepare_backbone(create_model(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
     masking = FbankMasking(
         AugmentationConfig(time_masks=2, time_mask_ratio=0.3, freq_masks=2, freq_mask_bins=30)
     )
@@ -131,7 +132,7 @@ def test_fbank_masks_apply_in_training_only_and_a_frozen_encoder_gets_no_gradien
 
 def test_parameter_groups_decay_the_learning_rate_by_layer_and_skip_weight_decay_on_vectors(reference_dir):
     config = TrainingConfig(learning_rate=1e-3, layer_lr_decay=0.5, weight_decay=0.05)
-    model = prepare_backbone(load_backbone(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
+    model = prepare_backbone(create_model(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
     classifier = BEATsClassifier(model, weighted_layer_sum=True)
     groups = parameter_groups(classifier, config)
     by_layer = {(g["layer"], g["weight_decay"] > 0): g for g in groups}
@@ -161,7 +162,7 @@ def test_adam_steps_use_the_fused_kernel_and_match_the_plain_one(reference_dir, 
     config = TrainingConfig(optimizer=name, learning_rate=1e-3, weight_decay=0.05)
     models = [
         BEATsClassifier(
-            prepare_backbone(load_backbone(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
+            prepare_backbone(create_model(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
         )
         for _ in range(2)
     ]
@@ -193,7 +194,7 @@ def test_the_encoder_learning_rate_is_zero_while_frozen(reference_dir):
     config = TrainingConfig(
         learning_rate=1e-3, warmup=0.0, scheduler="constant", freeze_backbone=True, unfreeze_after=1
     )
-    model = prepare_backbone(load_backbone(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
+    model = prepare_backbone(create_model(str(reference_dir / "tiny_pretrained.pt")), config, LABELS)
     optimizer = build_optimizer(BEATsClassifier(model), config)
     scheduler = build_scheduler(optimizer, config, total_steps=10, frozen_steps=4)
     for step in range(6):

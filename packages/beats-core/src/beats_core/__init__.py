@@ -23,7 +23,11 @@ from beats_core.errors import (
     PluginError,
     PluginWarning,
     TrainingError,
+    UnknownLoaderError,
     UnknownModelError,
+    UnknownNameError,
+    UnknownPoolingError,
+    UnknownPresetError,
 )
 from beats_core.hookspecs import hookimpl
 from beats_core.lazy import lazy_exports
@@ -31,9 +35,10 @@ from beats_core.lazy import lazy_exports
 if TYPE_CHECKING:
     from beats_core.audio import AudioInfo, audio_info, load_audio
     from beats_core.batching import batch_by_length, pad_waveforms
-    from beats_core.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint, save_checkpoint
+    from beats_core.checkpoint import read_checkpoint
     from beats_core.config import BEATsConfig
-    from beats_core.download import ensure_checkpoint, find_cached_checkpoint
+    from beats_core.download import ensure_checkpoint, fetch_checkpoint, find_cached_checkpoint
+    from beats_core.factory import LoadedCheckpoint, create_model, load_checkpoint, save_checkpoint
     from beats_core.fbank import compute_fbank
     from beats_core.model import BEATs
     from beats_core.plugins import collect_registrations, get_plugin_manager
@@ -44,10 +49,11 @@ _LAZY = {
     "BEATs": ".model",
     "BEATsConfig": ".config",
     "compute_fbank": ".fbank",
-    "LoadedCheckpoint": ".checkpoint",
-    "load_checkpoint": ".checkpoint",
+    "LoadedCheckpoint": ".factory",
+    "create_model": ".factory",
+    "load_checkpoint": ".factory",
     "read_checkpoint": ".checkpoint",
-    "save_checkpoint": ".checkpoint",
+    "save_checkpoint": ".factory",
     "load_audio": ".audio",
     "audio_info": ".audio",
     "AudioInfo": ".audio",
@@ -58,6 +64,7 @@ _LAZY = {
     "list_available_models": ".registry",
     "get_model_info": ".registry",
     "ensure_checkpoint": ".download",
+    "fetch_checkpoint": ".download",
     "find_cached_checkpoint": ".download",
     "CheckpointSummary": ".summary",
     "summarize_checkpoint": ".summary",
@@ -78,7 +85,11 @@ __all__ = [
     "PluginError",
     "PluginWarning",
     "TrainingError",
+    "UnknownLoaderError",
     "UnknownModelError",
+    "UnknownNameError",
+    "UnknownPoolingError",
+    "UnknownPresetError",
     "__version__",
     "hookimpl",
     *_LAZY,

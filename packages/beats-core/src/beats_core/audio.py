@@ -32,21 +32,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from beats_core.errors import AudioDecodeError, ConfigError
+from beats_core.geometry import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "TARGET_SAMPLE_RATE",
+    "SAMPLE_RATE",
     "AudioInfo",
     "audio_info",
     "load_audio",
     "resample",
 ]
 
-#: The sample rate BEATs was trained on, in Hz.
-TARGET_SAMPLE_RATE = 16000
 
 #: File extensions (lower case, with the dot) treated as audio when scanning folders.
 AUDIO_EXTENSIONS = frozenset(
@@ -129,7 +128,7 @@ def audio_info(path: str | Path) -> AudioInfo:
 def load_audio(
     path: str | Path,
     *,
-    sample_rate: int | None = TARGET_SAMPLE_RATE,
+    sample_rate: int | None = SAMPLE_RATE,
     mono: bool = True,
     offset: float = 0.0,
     duration: float | None = None,

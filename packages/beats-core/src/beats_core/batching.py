@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from beats_core.errors import ConfigError
-from beats_core.model import min_num_samples
+from beats_core.geometry import min_num_samples
 
 if TYPE_CHECKING:
     import torch

@@ -29,35 +29,31 @@ OpenBEATs (the statistics of its 7M-sound corpus) are used, with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
+from torch import Tensor
 
-from beats_core.config import BEATsConfig
-from beats_core.errors import CheckpointError, ConfigError
-from beats_core.model import BEATs, checkpoint_filter_fn
+from beats_core.atomic import atomic_path
+from beats_core.errors import CheckpointError
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
     "ESPNET_FBANK_MEAN",
     "ESPNET_FBANK_STD",
-    "LoadedCheckpoint",
-    "load_checkpoint",
+    "checkpoint_filter_fn",
     "read_checkpoint",
-    "save_checkpoint",
+    "write_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: File suffixes that are always read as a local checkpoint path, never as a model name.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+#: File suffixes of checkpoint files: a string ending in one names a file, not a model.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 #: ESPnet's default fbank statistics for OpenBEATs (``espnet2/beats/utils.py``).
 ESPNET_FBANK_MEAN = 15.2913
 ESPNET_FBANK_STD = 5.90532
@@ -67,23 +63,12 @@ _ESPNET_PREFIXES = ("encoder.patch_embedding.", "model.encoder.patch_embedding."
 _ESPNET_SPECIAL_TOKENS = ("<blank>", "<unk>")
 
 
-class LoadedCheckpoint(NamedTuple):
-    """What :func:`load_checkpoint` returns."""
-
-    model: BEATs
-    """The model, in eval mode, on the requested device."""
-    config: BEATsConfig
-    """Its configuration (the same object as ``model.cfg``)."""
-    label_dict: dict[int, str] | None
-    """``{class index: label}`` of a fine-tuned checkpoint, or None."""
-
-
 # ------------------------------------------------------------------------------ reading
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file as plain data and return it in the official layout.
 
     Official checkpoints are returned as they are, with their state-dict keys
-    passed through :func:`~beats_core.model.checkpoint_filter_fn` (so torch's
+    passed through :func:`checkpoint_filter_fn` (so torch's
     weight-norm names become ``weight_g`` / ``weight_v``). ESPnet / OpenBEATs
     checkpoints are converted (see the module docstring).
 
@@ -160,11 +145,6 @@ def _load_error(path: Path, error: Exception) -> CheckpointError:
         f"({type(error).__name__}: {lines[0] if lines else 'no detail'}); delete it and download it again "
         "(`beats download NAME --force`)"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _state_of(checkpoint: Any) -> Mapping[str, Any] | None:
@@ -268,147 +248,92 @@ def _labels_from_tokens(token_list: Any, num_classes: Any, path: Path) -> dict[i
     return dict(enumerate(labels))
 
 
-# ------------------------------------------------------------------------------ loading
-def _resolve(name_or_path: str | Path, revision: str | None, cache_dir: str | Path | None) -> Path:
-    path = Path(name_or_path)
-    if path.is_file() or path.suffix in CHECKPOINT_SUFFIXES:
-        return path
-    from beats_core.download import ensure_checkpoint
-
-    return Path(ensure_checkpoint(str(name_or_path), revision=revision, cache_dir=cache_dir))
+_POS_CONV = "encoder.pos_conv.0."
+_TABLE = "self_attn.relative_attention_bias.weight"
 
 
-def load_checkpoint(
-    name_or_path: str | Path,
-    *,
-    map_location: str | torch.device = "cpu",
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-) -> LoadedCheckpoint:
-    """Load a BEATs checkpoint: the model (in eval mode), its configuration and its labels.
+def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Map a BEATs state dict in any supported layout to the official key names.
+
+    Handles, in this order:
+
+    * ESPnet / OpenBEATs: a full ESPnet model nests BEATs under ``encoder.`` (and
+      Lightning adds ``model.``); the classifier ``decoder.linear_out.*`` becomes
+      ``predictor.*``. ESPnet's constant padding convolutions (``patch_embedding_pad``,
+      ``raw2fbank_pad``) are dropped.
+    * Weight norm: torch's parametrization names
+      (``encoder.pos_conv.0.parametrizations.weight.original0/1``) become the
+      official ``weight_g`` / ``weight_v``.
+    * The relative position table: every layer gets layer 0's table (the official
+      model shares it; files list it once per layer).
+
+    Keys it does not know are kept, so a strict load reports them.
 
     Args:
-        name_or_path: a checkpoint file (official or ESPnet/OpenBEATs layout), or a
-            model name from ``beats models``, which is downloaded and cached.
-        map_location: device to put the model on.
-        revision: for a model name, the Hub revision to use (default: the pinned one).
-        cache_dir: for a model name, the download cache (default: the Hugging Face cache).
+        state_dict: parameter name -> tensor.
 
     Returns:
-        ``LoadedCheckpoint(model, config, label_dict)``; ``label_dict`` is None for a
-        pre-trained checkpoint. ``model.label_dict`` is set too.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable, not a BEATs checkpoint, or
-            its weights do not fit its configuration (the message names the key,
-            both shapes and the fix).
+        A new dict with official key names.
     """
-    path = _resolve(name_or_path, revision, cache_dir)
-    checkpoint = read_checkpoint(path)
-    try:
-        config = BEATsConfig.from_dict(checkpoint.get("cfg", {}))
-        with torch.device("meta"):  # no random initialisation: every weight comes from the file
-            model = BEATs(config)
-    except ConfigError as e:
-        raise CheckpointError(
-            f"{str(path)!r} has a cfg that cannot be built: {e}; fix that field of its cfg"
-        ) from e
-    state = checkpoint["model"]
-    _check_fits(state, model, path)
-    expected = model.state_dict()
-    state = {key: value.to(expected[key].dtype) for key, value in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    label_dict = _label_dict(checkpoint.get("label_dict"), path)
-    model.label_dict = label_dict
-    model.eval()
-    if torch.device(map_location) != torch.device("cpu"):
-        model.to(map_location)
-    return LoadedCheckpoint(model, model.cfg, label_dict)
-
-
-def _check_fits(state: Mapping[str, torch.Tensor], model: BEATs, path: Path) -> None:
-    expected = model.state_dict()
-    fix = "its cfg and its weights do not belong together; use the cfg the weights were trained with"
-    missing = [key for key in expected if key not in state]
-    if missing:
-        raise CheckpointError(
-            f"{str(path)!r} lacks {len(missing)} weight(s) that its cfg needs, e.g. {missing[0]!r} "
-            f"of shape {tuple(expected[missing[0]].shape)}; {fix}"
-        )
-    unexpected = [key for key in state if key not in expected]
-    if unexpected:
-        raise CheckpointError(
-            f"{str(path)!r} has {len(unexpected)} weight(s) that a BEATs model with its cfg does not have, "
-            f"e.g. {unexpected[0]!r} of shape {tuple(state[unexpected[0]].shape)}; {fix}"
-        )
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{str(path)!r}: weight {key!r} has shape {tuple(state[key].shape)} in the file but "
-                f"{tuple(tensor.shape)} in a BEATs model built from its cfg; {fix}"
-            )
-
-
-def _label_dict(labels: Any, path: Path) -> dict[int, str] | None:
-    if labels is None:
-        return None
-    if not isinstance(labels, Mapping):
-        raise CheckpointError(f"{str(path)!r}: its label_dict is a {type(labels).__name__}, expected a dict")
-    return {int(index): str(label) for index, label in labels.items()}
+    state = dict(state_dict)
+    if any(key.startswith("model.encoder.patch_embedding.") for key in state):
+        state = {key.removeprefix("model."): value for key, value in state.items()}
+    if "encoder.patch_embedding.weight" in state and "patch_embedding.weight" not in state:
+        nested: dict[str, Tensor] = {}
+        for key, value in state.items():
+            if key.startswith("encoder."):
+                nested[key.removeprefix("encoder.")] = value
+            elif key.startswith("decoder.linear_out."):
+                nested["predictor." + key.removeprefix("decoder.linear_out.")] = value
+            else:
+                nested[key] = value
+        state = nested
+    for key in _ESPNET_MARKERS:
+        state.pop(key, None)
+    renamed = {
+        _POS_CONV + "parametrizations.weight.original0": _POS_CONV + "weight_g",
+        _POS_CONV + "parametrizations.weight.original1": _POS_CONV + "weight_v",
+    }
+    state = {renamed.get(key, key): value for key, value in state.items()}
+    table = state.get(f"encoder.layers.0.{_TABLE}")
+    if table is not None:
+        layers = {int(key.split(".")[2]) for key in state if key.startswith("encoder.layers.")}
+        for index in sorted(layers - {0}):
+            key = f"encoder.layers.{index}.{_TABLE}"
+            other = state.get(key)
+            if other is not None and other is not table and not torch.equal(other, table):
+                logger.warning(
+                    "%s differs from layer 0's table; layer 0's is used (the table is shared)", key
+                )
+            state[key] = table
+    return state
 
 
 # ------------------------------------------------------------------------------ writing
-def save_checkpoint(model: BEATs, path: str | Path, *, label_dict: Mapping[int, str] | None = None) -> Path:
-    """Write a model as an official checkpoint, atomically.
+def write_checkpoint(path: str | Path, checkpoint: Mapping[str, Any]) -> Path:
+    """Write a checkpoint dict with ``torch.save``, atomically.
 
-    The file is ``{"cfg": model.cfg.to_dict(), "model": state_dict}`` plus
-    ``"label_dict"`` for a model with a classifier head: the official code loads it
-    with ``BEATsConfig(ckpt["cfg"])`` and a strict ``load_state_dict``. It is
-    written to a temporary file in the same folder and renamed into place, so a
-    crash mid-write leaves an existing file intact.
+    The file is written to a temporary file in the same folder and renamed into place,
+    so a crash mid-write leaves an existing file intact. Tensors that share storage (the
+    relative position table every layer lists) are written once, as in official files.
 
     Args:
-        model: the model (any device; tensors are written from the CPU).
         path: the ``.pt`` file to write; its folder is created if needed.
-        label_dict: ``{class index: label}``; defaults to ``model.label_dict``.
-            Only written for a model with a head.
+        checkpoint: ``{"cfg": dict, "model": state dict, ["label_dict": {int: str}]}``; tensors
+            may be on any device (they are written from the CPU).
 
     Returns:
         The path written.
 
     Raises:
-        ConfigError: ``label_dict`` does not match the model's classes.
         OSError: the file cannot be written.
     """
-    path = Path(path)
-    labels = dict(label_dict) if label_dict is not None else model.label_dict
     copies: dict[int, torch.Tensor] = {}
     state = {}
-    for key, tensor in model.state_dict().items():
-        # The shared relative position table stays one tensor (as in official files).
+    for key, tensor in checkpoint["model"].items():
         if tensor.data_ptr() not in copies:
             copies[tensor.data_ptr()] = tensor.detach().cpu()
         state[key] = copies[tensor.data_ptr()]
-    checkpoint: dict[str, Any] = {"cfg": model.cfg.to_dict(), "model": state}
-    if model.predictor is not None and labels is not None:
-        classes = model.predictor.out_features
-        if sorted(labels) != list(range(classes)) or not all(isinstance(v, str) for v in labels.values()):
-            raise ConfigError(
-                f"label_dict must map every class index 0..{classes - 1} to a string label, "
-                f"got {len(labels)} entries"
-            )
-        checkpoint["label_dict"] = {int(k): labels[k] for k in sorted(labels)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates the file private to its owner
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
+    with atomic_path(path) as temporary, temporary.open("wb") as f:
+        torch.save({**checkpoint, "model": state}, f)
+    return Path(path)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from argparse import _SubParsersAction
 
 from beats_core.errors import UnknownModelError
+from beats_core.hookspecs import SubParsers
 from beats_core.registry import DEFAULT_MODEL, find_registration, list_available_models
 
 __all__ = ["add_commands"]
@@ -31,7 +31,7 @@ _ARCHITECTURE_FIELDS = (
 _LABELS_SHOWN = 10
 
 
-def add_commands(subparsers: _SubParsersAction) -> None:
+def add_commands(subparsers: SubParsers) -> None:
     """Add ``models``, ``download`` and ``info`` to the ``beats`` command.
 
     Args:

@@ -15,17 +15,37 @@ and they travel inside the checkpoint's ``cfg``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from beats_core.coercion import coerce
 from beats_core.errors import ConfigError
 
-__all__ = ["ACTIVATIONS", "BEATsConfig"]
+__all__ = ["ACTIVATIONS", "SIZE_LIMITS", "BEATsConfig"]
 
 #: Values of ``activation_fn`` that the official code accepts.
 ACTIVATIONS = ("relu", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear", "glu")
+
+#: The largest value of each size field that :meth:`BEATsConfig.validate` accepts: far beyond
+#: every released model (base: 12 layers of 768, large: 24 of 1024), and small enough that a
+#: model is built in moments. A damaged or hostile cfg (a million layers, a width of 2**40)
+#: is refused before anything is built.
+SIZE_LIMITS = {
+    "embed_dim": 16_384,
+    "encoder_layers": 512,
+    "encoder_embed_dim": 16_384,
+    "encoder_ffn_embed_dim": 131_072,
+    "encoder_attention_heads": 1_024,
+    "conv_pos": 4_096,
+    "conv_pos_groups": 16_384,
+    "num_buckets": 65_536,
+    "max_distance": 1 << 24,
+    "predictor_class": 1 << 20,
+}
 
 
 @dataclass
@@ -135,7 +155,7 @@ class BEATsConfig:
         extra: dict[str, Any] = {}
         for key, value in cfg.items():
             if key in known:
-                values[key] = _coerce(key, value, known[key].type)
+                values[key] = coerce(value, _field_types()[key], f"BEATs config field {key!r}")
             else:
                 extra[str(key)] = value
         return cls(**values, extra=extra)
@@ -175,25 +195,19 @@ class BEATsConfig:
             ConfigError: a value is out of range or inconsistent with another; the
                 message names the field, the value and what is accepted.
         """
-        for f in dataclasses.fields(self):
-            if f.name != "extra":
-                _coerce(f.name, getattr(self, f.name), f.type)
+        for name, hint in _field_types().items():
+            coerce(getattr(self, name), hint, f"BEATs config field {name!r}")
         _positive(self, "input_patch_size", hint="released BEATs checkpoints use 16")
         if self.input_patch_size > 128:
             _fail("input_patch_size", self.input_patch_size, "must be at most 128 (the number of mel bins)")
-        for name in (
-            "embed_dim",
-            "encoder_layers",
-            "encoder_embed_dim",
-            "encoder_ffn_embed_dim",
-            "encoder_attention_heads",
-            "conv_pos",
-            "conv_pos_groups",
-            "num_buckets",
-            "max_distance",
-            "predictor_class",
-        ):
+        for name, limit in SIZE_LIMITS.items():
             _positive(self, name)
+            if getattr(self, name) > limit:
+                _fail(
+                    name,
+                    getattr(self, name),
+                    f"is beyond any BEATs model (at most {limit:,}); the cfg is damaged or not a BEATs cfg",
+                )
         if self.encoder_embed_dim % self.encoder_attention_heads:
             _fail(
                 "encoder_attention_heads",
@@ -334,32 +348,11 @@ class BEATsConfig:
         return cls.base(**values)
 
 
-def _coerce(name: str, value: Any, kind: Any) -> Any:
-    """Check (and normalise) the type of one field value; ``kind`` is the annotation string."""
-    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        _fail(name, value, "must be true or false")
-    if kind == "int":
-        if isinstance(value, bool):
-            _fail(name, value, "must be a whole number")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        _fail(name, value, "must be a whole number")
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(name, value, "must be a number")
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            _fail(name, value, "must be a string")
-        return value
-    return value
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Field name -> resolved annotation, for every field but ``extra``."""
+    hints = typing.get_type_hints(BEATsConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(BEATsConfig) if f.name != "extra"}
 
 
 def _positive(config: BEATsConfig, name: str, hint: str = "") -> None:

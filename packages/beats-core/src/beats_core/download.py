@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import filelock
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
@@ -38,7 +39,7 @@ from huggingface_hub.utils import (
 )
 
 from beats_core.__about__ import __version__
-from beats_core.checkpoint import read_checkpoint
+from beats_core.checkpoint import CHECKPOINT_SUFFIXES, read_checkpoint
 from beats_core.errors import CheckpointError
 from beats_core.registry import (
     DEFAULT_MODEL,
@@ -49,15 +50,37 @@ from beats_core.registry import (
     list_available_models,
 )
 
-__all__ = ["ensure_checkpoint", "find_cached_checkpoint", "hub_cache_dir"]
+__all__ = [
+    "CheckpointFile",
+    "ensure_checkpoint",
+    "fetch_checkpoint",
+    "find_cached_checkpoint",
+    "hub_cache_dir",
+    "hub_endpoint",
+    "local_checkpoint_path",
+]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_ENDPOINT = "https://huggingface.co"
 _DEFAULT_ETAG_TIMEOUT = 10.0
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A validated checkpoint file and its content, read once.
+
+    Attributes:
+        path: the file: a local file, or the file in the Hugging Face cache's ``snapshots``.
+        content: what :func:`~beats_core.checkpoint.read_checkpoint` read from it: ``"cfg"``,
+            ``"model"`` (official key names) and, for a classifier, ``"label_dict"``.
+    """
+
+    path: Path
+    content: dict[str, Any]
 
 
 def ensure_checkpoint(
@@ -110,13 +133,50 @@ def ensure_checkpoint(
             network failure, repository or file not found, access denied). The message
             says which, and what to do.
     """
+    return _fetch(name, revision, cache_dir, force_download, read=False).path
+
+
+def fetch_checkpoint(
+    name: str | os.PathLike[str] | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    force_download: bool = False,
+) -> CheckpointFile:
+    """:func:`ensure_checkpoint`, returning the content it read to validate the file as well.
+
+    Building a model from a checkpoint needs the content; this way the file is read once
+    (the factory, :func:`beats_core.create_model`, uses it).
+
+    Args:
+        name: as for :func:`ensure_checkpoint`.
+        revision: as for :func:`ensure_checkpoint`.
+        cache_dir: as for :func:`ensure_checkpoint`.
+        force_download: as for :func:`ensure_checkpoint`.
+
+    Returns:
+        The :class:`CheckpointFile`.
+
+    Raises:
+        UnknownModelError: as for :func:`ensure_checkpoint`.
+        CheckpointError: as for :func:`ensure_checkpoint`.
+    """
+    return _fetch(name, revision, cache_dir, force_download, read=True)
+
+
+def _fetch(
+    name: str | os.PathLike[str] | None,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    force_download: bool,
+    *,
+    read: bool,
+) -> CheckpointFile:
+    """Find or download, then validate; ``read=False`` may skip reading a file known to be good."""
     target = DEFAULT_MODEL if name is None else name
-    local = _local_file(target)
+    local = local_checkpoint_path(target)
     if local is not None:
-        problem = _validation_problem(local, sha256=None, size=None)
-        if problem is not None:
-            raise problem
-        return local
+        return _validated(local, sha256=None, size=None, read=read)
 
     info, distribution = _lookup(str(target))
     download = _Download(
@@ -133,9 +193,10 @@ def ensure_checkpoint(
         )
     with _lock(download.lock_path()):
         path = download.fetch(force=force_download)
-        problem = _validation_problem(path, sha256=download.info.sha256, size=download.info.size)
-        if problem is None:
-            return path
+        try:
+            return _validated(path, sha256=download.info.sha256, size=download.info.size, read=read)
+        except CheckpointError as error:
+            problem = error
         if download.settings.offline:
             raise CheckpointError(
                 f"the cached checkpoint {download.name!r} ({path}) is damaged: {problem}. Downloads are disabled "
@@ -146,19 +207,19 @@ def ensure_checkpoint(
             "checkpoint %r at %s is damaged (%s); downloading it again", download.name, path, problem
         )
         path = download.fetch(force=True)
-        problem = _validation_problem(path, sha256=download.info.sha256, size=download.info.size)
-        if problem is not None:
+        try:
+            return _validated(path, sha256=download.info.sha256, size=download.info.size, read=read)
+        except CheckpointError as error:
             culprit = (
                 f"the owners of {download.info.repo_id!r}"
                 if download.distribution is None
                 else f"the maintainers of {download.distribution!r}, which registers it"
             )
             raise CheckpointError(
-                f"checkpoint {download.name!r} downloaded from {download.where()} is damaged: {problem}, and it "
+                f"checkpoint {download.name!r} downloaded from {download.where()} is damaged: {error}, and it "
                 f"still was after downloading it again. Report it to {culprit}, or pass the path of a good "
                 "local checkpoint file."
-            ) from problem
-        return path
+            ) from error
 
 
 def find_cached_checkpoint(
@@ -183,7 +244,7 @@ def find_cached_checkpoint(
         UnknownModelError: ``name`` is neither a registered model nor a path.
     """
     target = DEFAULT_MODEL if name is None else name
-    local = _local_file(target)
+    local = local_checkpoint_path(target)
     if local is not None:
         return local if local.is_file() else None
     info, _ = _lookup(str(target))
@@ -196,6 +257,15 @@ def _cached_file(info: ModelInfo, revision: str, cache_dir: Path) -> Path | None
         info.repo_id, info.filename, cache_dir=cache_dir, revision=revision, repo_type=info.repo_type
     )
     return Path(cached) if isinstance(cached, str) and os.path.isfile(cached) else None
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face Hub to talk to: ``$HF_ENDPOINT`` (read now), else ``https://huggingface.co``.
+
+    Returns:
+        The endpoint URL without a trailing slash.
+    """
+    return (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
 
 
 def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -259,7 +329,7 @@ class _HubSettings:
         except ValueError:
             etag_timeout = _DEFAULT_ETAG_TIMEOUT
         return cls(
-            endpoint=(os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/"),
+            endpoint=hub_endpoint(),
             cache_dir=hub_cache_dir(cache_dir),
             # The hub client refuses all requests if offline mode was on when it was imported.
             offline=_is_true(os.environ.get("HF_HUB_OFFLINE"))
@@ -316,7 +386,7 @@ class _Download:
             if not settings.offline and (
                 force or _cached_file(info, self.revision, settings.cache_dir) is None
             ):
-                _check_host_resolves(settings.endpoint)
+                _check_endpoint_reachable(settings.endpoint, settings.etag_timeout)
             path = hf_hub_download(
                 repo_id=info.repo_id,
                 filename=info.filename,
@@ -401,22 +471,38 @@ class _Download:
         )
 
 
-def _check_host_resolves(endpoint: str) -> None:
-    """Raise the hub client's "cannot connect" error at once if the endpoint's host name does not resolve.
+def _check_endpoint_reachable(endpoint: str, timeout: float) -> None:
+    """Raise the hub client's "cannot connect" error at once if the endpoint cannot be reached.
 
     The hub client retries a failed connection five times with back-off, about 25 s, which
-    is pointless on a machine that cannot even resolve the name (no network, no DNS).
-    Behind a proxy the proxy resolves names, so nothing is checked there.
+    is pointless on a machine that cannot resolve the host name (no network, no DNS) or
+    whose connections to it are refused. Behind a proxy the proxy connects, so nothing is
+    checked there.
     """
     if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
         return
     url = urllib.parse.urlsplit(endpoint)
     if not url.hostname:
         return
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        socket.getaddrinfo(url.hostname, url.port or (443 if url.scheme == "https" else 80))
+        addresses = socket.getaddrinfo(url.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise LocalEntryNotFoundError(f"cannot resolve {url.hostname}") from error
+    refusals = []
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as connection:
+            connection.settimeout(timeout)
+            try:
+                connection.connect(address)
+            except OSError as error:
+                refusals.append(error)
+                continue
+        return
+    if refusals:
+        raise LocalEntryNotFoundError(
+            f"cannot connect to {url.hostname}:{port} ({refusals[-1]})"
+        ) from refusals[-1]
 
 
 def _describe(error: BaseException) -> str:
@@ -449,18 +535,20 @@ def _lock(path: Path) -> Iterator[None]:
 # Validation
 # ---------------------------------------------------------------------------
 
-_validated: set[tuple[str, int, int, str | None]] = set()
-_validated_lock = threading.Lock()
+_verified: set[tuple[str, int, int, str | None]] = set()
+_verified_lock = threading.Lock()
 
 
-def _validation_problem(path: Path, *, sha256: str | None, size: int | None) -> CheckpointError | None:
-    """Check a checkpoint file; return what is wrong with it, or ``None`` if it is good.
+def _validated(path: Path, *, sha256: str | None, size: int | None, read: bool) -> CheckpointFile:
+    """Check a checkpoint file and read it; raise a CheckpointError saying what is wrong.
 
-    The SHA-256 is checked against ``sha256`` (the registry's) or, without one, against
-    the Hub's: a file the Hub stores with Git LFS is cached as a blob named by its
-    SHA-256, which huggingface_hub relies on too. Files that passed are remembered by
-    (real path, size, modification time, expected SHA-256), so an unchanged file is
-    checked once per process.
+    The file's digest is checked against ``sha256`` (the registry's) or, without one,
+    against the Hub's: the cache names a blob by its SHA-256 for a file the Hub stores
+    with Git LFS, and by its git blob SHA-1 for a small file stored in git itself.
+    Digests that passed are remembered by (real path, size, modification time, expected
+    digest), so an unchanged file is checked once per process. The file is read with
+    ``torch.load(weights_only=True)`` as a BEATs checkpoint the first time, and whenever
+    ``read`` asks for its content (``content`` is empty otherwise).
     """
     real = Path(os.path.realpath(path))
     try:
@@ -470,24 +558,27 @@ def _validation_problem(path: Path, *, sha256: str | None, size: int | None) -> 
     expected, origin = sha256, "the registry's"
     if expected is None and real.parent.name == "blobs" and _SHA256.fullmatch(real.name):
         expected, origin = real.name, "the Hub's"
+    git_sha1 = sha256 is None and real.parent.name == "blobs" and _GIT_SHA1.fullmatch(real.name)
+    if git_sha1:
+        expected, origin = real.name, "the Hub's git blob"
     key = (str(real), stat.st_size, stat.st_mtime_ns, expected) if stat is not None else None
-    with _validated_lock:
-        if key in _validated:
-            return None
-    if stat is not None and size is not None and stat.st_size != size:
-        return CheckpointError(f"its size is {stat.st_size:,} bytes, expected {size:,}")
-    if stat is not None and expected is not None:
-        digest = _sha256(real)
-        if digest != expected:
-            return CheckpointError(f"its SHA-256 is {digest}, expected {expected} ({origin})")
-    try:
-        read_checkpoint(path)
-    except CheckpointError as e:
-        return e
+    with _verified_lock:
+        known_good = key in _verified
+    if stat is not None and not known_good:
+        if size is not None and stat.st_size != size:
+            raise CheckpointError(f"its size is {stat.st_size:,} bytes, expected {size:,}")
+        if expected is not None:
+            digest = _git_blob_sha1(real) if git_sha1 else _sha256(real)
+            if digest != expected:
+                kind = "git blob SHA-1" if git_sha1 else "SHA-256"
+                raise CheckpointError(f"its {kind} is {digest}, expected {expected} ({origin})")
+    if known_good and not read:
+        return CheckpointFile(Path(path), {})
+    content = read_checkpoint(path)
     if key is not None:
-        with _validated_lock:
-            _validated.add(key)
-    return None
+        with _verified_lock:
+            _verified.add(key)
+    return CheckpointFile(Path(path), content)
 
 
 def _sha256(path: Path) -> str:
@@ -498,18 +589,41 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _local_file(target: str | os.PathLike[str]) -> Path | None:
-    """The local file meant by ``target``, or ``None`` when it is a model name."""
-    if not isinstance(target, str):
-        return Path(target).expanduser()
-    if target.startswith(HUB_PREFIX) or target in list_available_models():
+def _git_blob_sha1(path: Path) -> str:
+    """The SHA-1 git gives a file's content (``git hash-object``): the Hub's ETag of a non-LFS file."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def local_checkpoint_path(spec: str | os.PathLike[str]) -> Path | None:
+    """The one rule that tells a checkpoint file from a model name.
+
+    A ``Path`` (any ``os.PathLike``) is a file. A string is a model name when it is
+    ``hf-hub:...`` or a registered name (a registered name wins over a file of the same
+    name in the working directory: write ``./name`` for the file). Otherwise it is a file
+    when it exists, contains a path separator, starts with ``~`` or ``.``, or ends in a
+    checkpoint suffix (:data:`~beats_core.checkpoint.CHECKPOINT_SUFFIXES`); anything
+    else is a name (and an unknown one is reported with the registered names).
+
+    Args:
+        spec: what the user gave.
+
+    Returns:
+        The file's path (``~`` expanded), or ``None`` for a model name.
+    """
+    if not isinstance(spec, str):
+        return Path(spec).expanduser()
+    if spec.startswith(HUB_PREFIX) or spec in list_available_models():
         return None
-    path = Path(target).expanduser()
+    path = Path(spec).expanduser()
     looks_like_path = (
         path.exists()
-        or os.sep in target
-        or "/" in target
-        or target.startswith(("~", "."))
-        or target.lower().endswith(_CHECKPOINT_SUFFIXES)
+        or os.sep in spec
+        or "/" in spec
+        or spec.startswith(("~", "."))
+        or spec.lower().endswith(CHECKPOINT_SUFFIXES)
     )
     return path if looks_like_path else None

@@ -22,7 +22,11 @@ __all__ = [
     "PluginError",
     "PluginWarning",
     "TrainingError",
+    "UnknownLoaderError",
     "UnknownModelError",
+    "UnknownNameError",
+    "UnknownPoolingError",
+    "UnknownPresetError",
 ]
 
 
@@ -38,8 +42,16 @@ class CheckpointError(BeatsError, OSError):
     """A checkpoint is missing, cannot be downloaded, or is not a valid BEATs checkpoint."""
 
 
-class UnknownModelError(CheckpointError, LookupError):
-    """A model name is not registered; the message lists the registered names and the closest match."""
+class UnknownNameError(BeatsError, LookupError):
+    """A name is not registered; the message gives the closest registered names and lists them all.
+
+    Each kind of registered name has its own subclass, which also derives from the error of
+    its area (a model is a checkpoint problem, a loader a dataset problem, ...).
+    """
+
+
+class UnknownModelError(UnknownNameError, CheckpointError):
+    """A model name is not registered."""
 
 
 class AudioDecodeError(BeatsError, OSError):
@@ -56,6 +68,18 @@ class AudioTooShortError(InvalidAudioError):
 
 class DatasetError(BeatsError, ValueError):
     """A dataset is malformed or fails validation."""
+
+
+class UnknownLoaderError(UnknownNameError, DatasetError):
+    """A dataset loader name is not registered."""
+
+
+class UnknownPoolingError(UnknownNameError, ConfigError):
+    """A pooling name is not registered."""
+
+
+class UnknownPresetError(UnknownNameError, ConfigError):
+    """A training preset name is not registered."""
 
 
 class HubError(BeatsError, OSError):

@@ -21,33 +21,21 @@ import math
 import torch
 
 from beats_core.errors import AudioTooShortError, InvalidAudioError
+from beats_core.geometry import FRAME_LENGTH, FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE, num_fbank_frames
 from beats_core.tensor_cache import tensor_cache
 
 __all__ = [
     "FBANK_MEAN",
     "FBANK_STD",
     "FFT_SIZE",
-    "FRAME_LENGTH",
-    "FRAME_SHIFT",
-    "NUM_MEL_BINS",
-    "SAMPLE_RATE",
     "compute_fbank",
     "mel_filterbank",
     "normalize_fbank",
-    "num_fbank_frames",
     "povey_window",
 ]
 
-#: Sample rate the model expects, in Hz.
-SAMPLE_RATE = 16000
-#: Samples per fbank frame (25 ms at 16 kHz).
-FRAME_LENGTH = 400
-#: Samples between the starts of consecutive frames (10 ms at 16 kHz).
-FRAME_SHIFT = 160
 #: FFT length: the frame is zero-padded to the next power of two.
 FFT_SIZE = 512
-#: Number of triangular mel filters.
-NUM_MEL_BINS = 128
 #: Official normalisation statistics of the log-mel fbank (AudioSet).
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
@@ -57,20 +45,6 @@ _PREEMPHASIS = 0.97
 _INT16_SCALE = 2.0**15
 # Kaldi floors the mel energies at float32 epsilon, also when computing in float64.
 _EPSILON = torch.finfo(torch.float32).eps
-
-
-def num_fbank_frames(num_samples: int) -> int:
-    """Number of fbank frames for a clip of ``num_samples`` samples (Kaldi ``snip_edges``).
-
-    Args:
-        num_samples: clip length in samples at 16 kHz.
-
-    Returns:
-        ``1 + (num_samples - 400) // 160``, or 0 when the clip is shorter than one frame.
-    """
-    if num_samples < FRAME_LENGTH:
-        return 0
-    return 1 + (num_samples - FRAME_LENGTH) // FRAME_SHIFT
 
 
 def povey_window(

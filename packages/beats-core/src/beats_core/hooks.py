@@ -6,11 +6,10 @@ plugin is.
 
 from __future__ import annotations
 
-from argparse import _SubParsersAction
 from collections.abc import Mapping
 
 from beats_core.commands import add_commands
-from beats_core.hookspecs import hookimpl
+from beats_core.hookspecs import SubParsers, hookimpl
 from beats_core.registry import BUILTIN_MODELS, ModelInfo
 
 
@@ -21,6 +20,6 @@ def beats_models() -> Mapping[str, ModelInfo]:
 
 
 @hookimpl
-def beats_cli_commands(subparsers: _SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats models``, ``beats download`` and ``beats info``."""
     add_commands(subparsers)

@@ -22,21 +22,28 @@ first) and the later one is reported with a :class:`~beats_core.errors.PluginWar
 
 from __future__ import annotations
 
-from argparse import _SubParsersAction
+import argparse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     import torch
 
-    from beats_core.registry import ModelInfo
+    from beats_core.model_info import ModelInfo
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["SubParsers", "hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("beats")
 hookimpl = pluggy.HookimplMarker("beats")
+
+
+class SubParsers(Protocol):
+    """What ``argparse.ArgumentParser.add_subparsers()`` returns, as far as a plugin uses it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """Add a sub-command and return its parser (``argparse`` keywords: ``help``, ``description``, ...)."""
 
 
 # ---------------------------------------------------------------------------
@@ -49,7 +56,7 @@ def beats_models() -> Mapping[str, ModelInfo]:
     """Register pretrained BEATs checkpoints.
 
     :returns: a mapping of model name (as users type it, e.g.
-        ``"BEATs_iter3_plus_AS2M"``) to the :class:`~beats_core.registry.ModelInfo`
+        ``"BEATs_iter3_plus_AS2M"``) to the :class:`~beats_core.model_info.ModelInfo`
         that says where to download it from and what it is.
     """
 
@@ -94,7 +101,7 @@ def beats_poolings() -> Mapping[str, Callable[[torch.Tensor, torch.Tensor | None
 
 
 @hookspec
-def beats_cli_commands(subparsers: _SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add sub-commands to the ``beats`` command.
 
     Each implementation adds its parsers with ``subparsers.add_parser(...)`` and

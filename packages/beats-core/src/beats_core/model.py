@@ -21,9 +21,9 @@ H heads. Masks are boolean with ``True`` = padding.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,53 +32,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from beats_core.attention import half_precision_attention
+from beats_core.checkpoint import checkpoint_filter_fn
 from beats_core.config import BEATsConfig
 from beats_core.errors import AudioTooShortError, ConfigError, InvalidAudioError
-from beats_core.fbank import (
-    FRAME_LENGTH,
-    FRAME_SHIFT,
-    NUM_MEL_BINS,
-    SAMPLE_RATE,
-    compute_fbank,
-    normalize_fbank,
-    num_fbank_frames,
-)
+from beats_core.fbank import compute_fbank, normalize_fbank
+from beats_core.geometry import FRAME_LENGTH, NUM_MEL_BINS, SAMPLE_RATE, min_num_samples, num_tokens
 from beats_core.tensor_cache import tensor_cache
 
-__all__ = ["BEATs", "checkpoint_filter_fn", "downsample_padding_mask", "min_num_samples", "num_tokens"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["BEATs", "downsample_padding_mask"]
 
 
 # --------------------------------------------------------------------------- geometry
-def min_num_samples(patch_size: int = 16) -> int:
-    """Shortest clip, in samples at 16 kHz, that gives one patch (``patch_size`` fbank frames).
-
-    Args:
-        patch_size: ``BEATsConfig.input_patch_size`` (16 for every released model).
-
-    Returns:
-        ``400 + 160 * (patch_size - 1)``: 2800 samples (175 ms) for patches of 16.
-    """
-    return FRAME_LENGTH + FRAME_SHIFT * (patch_size - 1)
-
-
-def num_tokens(num_samples: int, patch_size: int = 16) -> int:
-    """Number of tokens (patches) BEATs makes of a clip of ``num_samples`` samples.
-
-    Tokens are time-major: ``NUM_MEL_BINS // patch_size`` (8) frequency patches per
-    time step of ``patch_size`` frames; trailing frames that do not fill a patch are dropped.
-
-    Args:
-        num_samples: clip length in samples at 16 kHz.
-        patch_size: ``BEATsConfig.input_patch_size``.
-
-    Returns:
-        ``(num_fbank_frames(num_samples) // patch_size) * (128 // patch_size)``.
-    """
-    return (num_fbank_frames(num_samples) // patch_size) * (NUM_MEL_BINS // patch_size)
-
-
 def downsample_padding_mask(padding_mask: Tensor, length: int) -> Tensor:
     """Shorten a padding mask the way the official code does (not aligned with frames or patches).
 
@@ -255,7 +219,7 @@ class _SelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k, v, attn_mask=context.attention_mask(gate, q.dtype), dropout_p=dropout
             )
-        return context.linear(self.out_proj, out.transpose(1, 2).reshape(batch, length, width), "out", self)
+        return context.linear(self.out_proj, out.transpose(1, 2).reshape(batch, length, width), "out")
 
 
 def _needs_explicit_attention(q: Tensor) -> bool:
@@ -268,15 +232,19 @@ class _LayerContext:
 
     Holds the raw position bias and the key padding, and builds each layer's
     additive attention mask ``gate * bias + key_padding`` as one (B, H, P, P)
-    tensor. Without autograd the mask and the outputs of the linear layers are
-    written into buffers that every layer reuses: a fresh tensor per layer costs
-    more in page faults than in arithmetic on the CPU.
+    tensor. With ``in_place`` (see :meth:`BEATs.in_place_inference`) the mask and the
+    outputs of the linear layers are written into buffers that every layer reuses, and
+    activations and residual sums are computed in place; otherwise every step makes a
+    fresh tensor, the plain path.
     """
 
-    def __init__(self, position_bias: Tensor | None, key_padding: Tensor | None, batch: int) -> None:
+    def __init__(
+        self, position_bias: Tensor | None, key_padding: Tensor | None, batch: int, in_place: bool
+    ) -> None:
         self.position_bias = position_bias  # (H, P, P) or None
         self.key_padding = key_padding  # (B, 1, 1, P), 0 or -inf, or None
         self.batch = batch
+        self.in_place = in_place
         self._masks: dict[torch.dtype, tuple[Tensor | None, Tensor | None, Tensor | None]] = {}
         self._buffers: dict[str, Tensor] = {}
 
@@ -291,15 +259,11 @@ class _LayerContext:
             buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buffer
 
-    def linear(self, module: nn.Linear, x: Tensor, name: str, *parents: nn.Module) -> Tensor:
-        """``module(x)``; in inference written into a reused buffer (valid until the next layer).
-
-        ``parents`` are modules that return this output as theirs: a forward hook on
-        any of them (or on ``module``) disables the reuse.
-        """
+    def linear(self, module: nn.Linear, x: Tensor, name: str) -> Tensor:
+        """``module(x)``; in place, written into a reused buffer (valid until the next layer)."""
         weight, bias = module.weight, module.bias
         reusable = x.dtype == weight.dtype and bias is not None and not _autocast_on(x.device.type)
-        if not (reusable and _unobserved(module, *parents)):
+        if not (self.in_place and reusable):
             return module(x)
         out = self._buffer(name, (x.numel() // x.shape[-1], weight.shape[0]), x)
         torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight.t(), out=out)
@@ -323,7 +287,7 @@ class _LayerContext:
         if gate is None or bias is None:
             return static
         gate = gate.to(dtype)
-        if torch.is_grad_enabled():
+        if not self.in_place:
             return gate * bias if key_padding is None else torch.addcmul(key_padding, gate, bias)
         mask = self._buffer("mask", (self.batch, *bias.shape), bias)
         if key_padding is None:
@@ -350,8 +314,8 @@ class _EncoderLayer(nn.Module):
 
     def _feed_forward(self, x: Tensor, context: _LayerContext) -> Tensor:
         x = context.linear(self.fc1, x, "fc1") if isinstance(self.fc1, nn.Linear) else self.fc1(x)
-        if self.activation_fn == "gelu" and x.dtype == torch.float32 and _unobserved(self.fc1):
-            torch.ops.aten.gelu_(x)  # exact GELU in place: no fresh (B, P, F) tensor in inference
+        if context.in_place and self.activation_fn == "gelu" and x.dtype == torch.float32:
+            torch.ops.aten.gelu_(x)  # exact GELU in place: no fresh (B, P, F) tensor
         else:
             x = _activation(self.activation_fn, x)
         x = F.dropout(x, self.activation_dropout, self.training)
@@ -364,15 +328,10 @@ class _EncoderLayer(nn.Module):
             x = x + F.dropout(h, self.dropout, self.training)
             return x + self._feed_forward(self.final_layer_norm(x), context)
         h = F.dropout(self.self_attn(x, context), self.dropout, self.training)
-        x = self.self_attn_layer_norm(_residual(x, self.alpha, h, self.self_attn, self.self_attn.out_proj))
-        return self.final_layer_norm(_residual(x, self.alpha, self._feed_forward(x, context), self.fc2))
-
-
-def _unobserved(*modules: nn.Module) -> bool:
-    """Whether the outputs of these modules may be modified in place: no autograd and no forward hook sees them."""
-    if torch.is_grad_enabled() or torch.nn.modules.module._global_forward_hooks:
-        return False
-    return not any(module._forward_hooks for module in modules)
+        x = self.self_attn_layer_norm(_residual(x, self.alpha, h, context.in_place))
+        return self.final_layer_norm(
+            _residual(x, self.alpha, self._feed_forward(x, context), context.in_place)
+        )
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -382,9 +341,9 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
-def _residual(x: Tensor, alpha: float, branch: Tensor, *producers: nn.Module) -> Tensor:
-    """``alpha * x + branch``; in place on the branch in inference (a fresh tensor per layer costs page faults)."""
-    if branch.dtype == torch.promote_types(branch.dtype, x.dtype) and _unobserved(*producers):
+def _residual(x: Tensor, alpha: float, branch: Tensor, in_place: bool) -> Tensor:
+    """``alpha * x + branch``; in place on the branch (a fresh tensor per layer costs page faults)."""
+    if in_place and branch.dtype == torch.promote_types(branch.dtype, x.dtype):
         return branch.add_(x, alpha=alpha)
     return torch.add(branch, x, alpha=alpha)
 
@@ -412,6 +371,8 @@ class _TransformerEncoder(nn.Module):
             for layer in list(self.layers)[1:]:
                 layer.self_attn.relative_attention_bias = self.layers[0].self_attn.relative_attention_bias
         self.layer_norm = nn.LayerNorm(width)
+        #: Work in place with reused buffers when there is no autograd (see BEATs.in_place_inference).
+        self.in_place = False
 
     def position_bias(self, length: int) -> Tensor | None:
         """The raw relative position bias (H, P, P) from layer 0's table, or None without relative positions."""
@@ -449,7 +410,8 @@ class _TransformerEncoder(nn.Module):
         if padding_mask is not None:
             key_padding = torch.zeros(padding_mask.shape, dtype=x.dtype, device=x.device)
             key_padding = key_padding.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
-        context = _LayerContext(self.position_bias(x.shape[1]), key_padding, x.shape[0])
+        in_place = self.in_place and not torch.is_grad_enabled()
+        context = _LayerContext(self.position_bias(x.shape[1]), key_padding, x.shape[0], in_place)
         for layer in self.layers:
             if self.gradient_scale != 1.0 and torch.is_grad_enabled() and x.requires_grad:
                 x = _GradMultiply.apply(x, self.gradient_scale)
@@ -466,8 +428,8 @@ class _TransformerEncoder(nn.Module):
 class BEATs(nn.Module):
     """The BEATs audio transformer, with the official parameter names and semantics.
 
-    Build a random model from a configuration (``BEATs(BEATsConfig.base())``) or load
-    a checkpoint (:meth:`from_pretrained`). Inputs are 16 kHz waveforms in [-1, 1],
+    Build a random model from a configuration (``BEATs(BEATsConfig.base())``) or load a
+    checkpoint with :func:`beats_core.create_model`. Inputs are 16 kHz waveforms in [-1, 1],
     (B, N) float, with an optional padding mask (B, N) bool, ``True`` = padding;
     the fbank is computed on the model's device. Tokens come out time-major, with
     :attr:`num_frequency_patches` (8) frequency patches per time step.
@@ -509,6 +471,8 @@ class BEATs(nn.Module):
             self.predictor = nn.Linear(width, config.predictor_class)
         #: ``{class index: label}`` of a fine-tuned checkpoint, if it had one.
         self.label_dict: dict[int, str] | None = None
+        #: The checkpoint file the model was loaded from (set by :func:`beats_core.create_model`).
+        self.checkpoint_path: Path | None = None
         self._init_weights()
         self._register_load_state_dict_pre_hook(_remap_keys_hook)
 
@@ -531,6 +495,28 @@ class BEATs(nn.Module):
     def num_tokens(self, num_samples: int) -> int:
         """Number of tokens P for a clip of ``num_samples`` samples (a multiple of :attr:`num_frequency_patches`)."""
         return num_tokens(num_samples, self.cfg.input_patch_size)
+
+    @contextlib.contextmanager
+    def in_place_inference(self) -> Iterator[BEATs]:
+        """Within this block, inference without autograd reuses buffers and works in place.
+
+        The encoder then writes each layer's linear outputs and attention mask into buffers
+        that every layer reuses, and computes GELU and the residual sums in place: on the
+        CPU a fresh tensor per layer costs more in page faults than in arithmetic. Outputs
+        are the same as the plain path's (tested). Forward hooks on the encoder's inner
+        modules would see tensors that later layers overwrite, so the plain path is the
+        default; the feature extractor and detection run in this block. With autograd
+        (training) the plain path runs regardless.
+
+        Yields:
+            The model itself.
+        """
+        previous = self.encoder.in_place
+        self.encoder.in_place = True
+        try:
+            yield self
+        finally:
+            self.encoder.in_place = previous
 
     # ---------------------------------------------------------------- pipeline
     def preprocess(
@@ -705,26 +691,6 @@ class BEATs(nn.Module):
         self.cfg.finetuned_model = True
         self.cfg.predictor_class = num_classes
 
-    # ----------------------------------------------------------------- loading
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, map_location: str | torch.device = "cpu") -> BEATs:
-        """Load a checkpoint (a file or a registry name) as a model in eval mode.
-
-        Args:
-            name_or_path: path of a ``.pt`` checkpoint (official or ESPnet/OpenBEATs
-                layout), or a model name from ``beats models`` (downloaded and cached).
-            map_location: device to put the model on.
-
-        Returns:
-            The model, in eval mode, with :attr:`label_dict` set for a fine-tuned checkpoint.
-
-        Raises:
-            CheckpointError: the checkpoint is missing or invalid (the message names the fix).
-        """
-        from beats_core.checkpoint import load_checkpoint
-
-        return load_checkpoint(name_or_path, map_location=map_location).model
-
     # ------------------------------------------------------------------ helpers
     def _check_inputs(
         self, waveforms: Tensor, padding_mask: Tensor | None, minimum: int
@@ -809,69 +775,6 @@ def _masked_mean(values: Tensor, padding_mask: Tensor | None) -> Tensor:
     keep = ~padding_mask
     summed = values.masked_fill(padding_mask.unsqueeze(-1), 0.0).sum(dim=1)
     return summed / keep.sum(dim=1, keepdim=True).to(values.dtype)
-
-
-# --------------------------------------------------------------------------- checkpoints
-_POS_CONV = "encoder.pos_conv.0."
-_ESPNET_ONLY = ("patch_embedding_pad.weight", "raw2fbank_pad.weight")
-_TABLE = "self_attn.relative_attention_bias.weight"
-
-
-def checkpoint_filter_fn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map a BEATs state dict in any supported layout to the official key names.
-
-    Handles, in this order:
-
-    * ESPnet / OpenBEATs: a full ESPnet model nests BEATs under ``encoder.`` (and
-      Lightning adds ``model.``); the classifier ``decoder.linear_out.*`` becomes
-      ``predictor.*``. ESPnet's constant padding convolutions (``patch_embedding_pad``,
-      ``raw2fbank_pad``) are dropped.
-    * Weight norm: torch's parametrization names
-      (``encoder.pos_conv.0.parametrizations.weight.original0/1``) become the
-      official ``weight_g`` / ``weight_v``.
-    * The relative position table: every layer gets layer 0's table (the official
-      model shares it; files list it once per layer).
-
-    Keys it does not know are kept, so a strict load reports them.
-
-    Args:
-        state_dict: parameter name -> tensor.
-
-    Returns:
-        A new dict with official key names.
-    """
-    state = dict(state_dict)
-    if any(key.startswith("model.encoder.patch_embedding.") for key in state):
-        state = {key.removeprefix("model."): value for key, value in state.items()}
-    if "encoder.patch_embedding.weight" in state and "patch_embedding.weight" not in state:
-        nested: dict[str, Tensor] = {}
-        for key, value in state.items():
-            if key.startswith("encoder."):
-                nested[key.removeprefix("encoder.")] = value
-            elif key.startswith("decoder.linear_out."):
-                nested["predictor." + key.removeprefix("decoder.linear_out.")] = value
-            else:
-                nested[key] = value
-        state = nested
-    for key in _ESPNET_ONLY:
-        state.pop(key, None)
-    renamed = {
-        _POS_CONV + "parametrizations.weight.original0": _POS_CONV + "weight_g",
-        _POS_CONV + "parametrizations.weight.original1": _POS_CONV + "weight_v",
-    }
-    state = {renamed.get(key, key): value for key, value in state.items()}
-    table = state.get(f"encoder.layers.0.{_TABLE}")
-    if table is not None:
-        layers = {int(key.split(".")[2]) for key in state if key.startswith("encoder.layers.")}
-        for index in sorted(layers - {0}):
-            key = f"encoder.layers.{index}.{_TABLE}"
-            other = state.get(key)
-            if other is not None and other is not table and not torch.equal(other, table):
-                logger.warning(
-                    "%s differs from layer 0's table; layer 0's is used (the table is shared)", key
-                )
-            state[key] = table
-    return state
 
 
 def _remap_keys_hook(

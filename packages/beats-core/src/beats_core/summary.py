@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from beats_core.checkpoint import read_checkpoint
-from beats_core.download import ensure_checkpoint
+from beats_core.download import fetch_checkpoint
 from beats_core.errors import CheckpointError
 
 __all__ = ["CheckpointSummary", "summarize_checkpoint"]
@@ -85,8 +84,8 @@ def summarize_checkpoint(
         UnknownModelError: the name is not registered and is not a file.
         CheckpointError: the file cannot be obtained or is not a BEATs checkpoint.
     """
-    path = ensure_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
-    checkpoint = read_checkpoint(path)
+    fetched = fetch_checkpoint(name_or_path, revision=revision, cache_dir=cache_dir)
+    path, checkpoint = fetched.path, fetched.content
     state: Mapping[str, torch.Tensor] = checkpoint["model"]
     cfg = dict(checkpoint.get("cfg") or {})
     return CheckpointSummary(

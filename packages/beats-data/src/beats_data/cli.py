@@ -7,10 +7,12 @@ import json
 import sys
 from typing import Any
 
+from beats_core.hookspecs import SubParsers
+
 __all__ = ["add_validate_command", "run_validate"]
 
 
-def add_validate_command(subparsers: argparse._SubParsersAction) -> None:
+def add_validate_command(subparsers: SubParsers) -> None:
     """Add the ``validate`` sub-command to the ``beats`` parser.
 
     Args:

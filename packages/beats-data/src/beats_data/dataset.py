@@ -26,9 +26,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from beats_core.audio import TARGET_SAMPLE_RATE, audio_info, load_audio
+from beats_core.audio import audio_info, load_audio
 from beats_core.batching import MIN_WAVEFORM_SAMPLES, pad_waveforms
 from beats_core.errors import AudioDecodeError, ConfigError, DatasetError
+from beats_core.geometry import SAMPLE_RATE
 from beats_data.frame import CATEGORY, FILENAME, require_columns, resolve_paths
 from beats_data.labels import LabelEncoder
 from beats_data.samplers import LengthGroupedSampler
@@ -81,7 +82,7 @@ class AudioDataset(Dataset):
         root: str | Path | None = None,
         audio_column: str = FILENAME,
         label_column: str | None = CATEGORY,
-        sample_rate: int = TARGET_SAMPLE_RATE,
+        sample_rate: int = SAMPLE_RATE,
         train: bool = False,
         max_duration: float | None = None,
         on_error: Literal["skip", "raise"] = "skip",

@@ -6,11 +6,10 @@ are deferred so that starting the ``beats`` command stays fast.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from beats_core.hookspecs import hookimpl
+from beats_core.hookspecs import SubParsers, hookimpl
 
 
 @hookimpl
@@ -27,7 +26,7 @@ def beats_dataset_loaders() -> Mapping[str, Callable[..., Any]]:
 
 
 @hookimpl
-def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats validate``."""
     from beats_data.cli import add_validate_command
 

@@ -10,7 +10,6 @@ name, and :func:`resolve_dataset` turns a user's ``DATA`` argument into a frame.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import os
@@ -21,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from beats_core.audio import AUDIO_EXTENSIONS
-from beats_core.errors import BeatsError, DatasetError, PluginError
+from beats_core.errors import BeatsError, DatasetError, PluginError, UnknownLoaderError
+from beats_core.lookup import lookup
 from beats_core.plugins import Registration, collect_registrations
 from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, TARGET, require_columns
 
@@ -291,21 +291,19 @@ def get_dataset_loader(name: str) -> Callable[..., pd.DataFrame]:
         The callable ``loader(root, **options) -> DataFrame``.
 
     Raises:
-        DatasetError: no loader has that name; the message suggests close names.
+        UnknownLoaderError: no loader has that name; the message suggests close names.
     """
     return _lookup(name).value
 
 
 def _lookup(name: str) -> Registration:
-    registrations = _registrations()
-    if name not in registrations:
-        close = difflib.get_close_matches(name, registrations, n=3)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise DatasetError(
-            f"no dataset loader is registered as {name!r}.{hint} Registered loaders: "
-            f"{sorted(registrations)}; a plugin package can register more (hook beats_dataset_loaders)."
-        )
-    return registrations[name]
+    return lookup(
+        name,
+        _registrations(),
+        kind="dataset loader",
+        error=UnknownLoaderError,
+        advice="A plugin package can register more (hook beats_dataset_loaders).",
+    )
 
 
 def load_dataset(name: str, root: str | Path, **options: Any) -> pd.DataFrame:
@@ -384,15 +382,11 @@ def parse_dataset_spec(spec: str | Path) -> tuple[str, Path]:
     name, sep, rest = text.partition(":")
     forms = "a folder with one sub-folder per class, a .csv file, or NAME:PATH"
     if sep and rest and not path.exists():
-        loaders = list_dataset_loaders()
-        if name in loaders:
-            return name, Path(rest).expanduser()
-        close = difflib.get_close_matches(name, loaders, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise DatasetError(
-            f"{text!r}: {name!r} is not a registered dataset loader{hint}; NAME in NAME:PATH must be "
-            f"one of {loaders}"
-        )
+        try:
+            _lookup(name)
+        except UnknownLoaderError as e:
+            raise UnknownLoaderError(f"{text!r}: NAME in NAME:PATH must be a dataset loader: {e}") from e
+        return name, Path(rest).expanduser()
     if not path.exists():
         raise DatasetError(f"dataset {text!r} does not exist; pass {forms}")
     raise DatasetError(f"dataset {text!r} is a file but not a .csv; pass {forms}")

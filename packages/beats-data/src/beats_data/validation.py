@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from beats_core.audio import TARGET_SAMPLE_RATE, audio_info, load_audio
+from beats_core.audio import audio_info, load_audio
 from beats_core.errors import AudioDecodeError
+from beats_core.geometry import SAMPLE_RATE
 from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, require_columns, resolve_paths
 
 __all__ = ["Issue", "format_report", "validate_dataset"]
@@ -327,8 +328,8 @@ def _check_clips(good: pd.DataFrame, warnings: list[Issue]) -> None:
         ("silent", good["peak_dbfs"] < SILENCE_DBFS, f"clips are silent (peak below {SILENCE_DBFS:g} dBFS)"),
         (
             "resampled",
-            good["sample_rate"] != TARGET_SAMPLE_RATE,
-            f"files are not at {TARGET_SAMPLE_RATE} Hz and will be resampled when loaded (this is fine)",
+            good["sample_rate"] != SAMPLE_RATE,
+            f"files are not at {SAMPLE_RATE} Hz and will be resampled when loaded (this is fine)",
         ),
         (
             "mixed_down",

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from beats_core.hookspecs import SubParsers
+
 __all__ = ["add_commands", "parse_layer", "run_extract", "run_search"]
 
 
@@ -60,7 +62,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | 
     )
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: SubParsers) -> None:
     """Add ``extract`` and ``search`` to the ``beats`` parser.
 
     Args:

@@ -23,14 +23,10 @@ import numpy as np
 import torch
 
 from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
+from beats_core.factory import create_model
+from beats_core.geometry import num_time_steps, step_samples, step_timestamps
 from beats_core.model import BEATs
-from beats_extract.framing import (
-    aligned_padding_mask,
-    hop_steps_for,
-    num_time_steps,
-    step_samples,
-    step_timestamps,
-)
+from beats_extract.framing import aligned_padding_mask, hop_steps_for
 from beats_extract.loading import DecodedBatch, Row, UnitDecoder, decode_units, plan_file_units, plan_units
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
 
@@ -245,7 +241,7 @@ class BEATsFeatureExtractor:
 
             self.model_name = os.fspath(DEFAULT_MODEL if model is None else model)
             target = resolve_device(device)
-            self.model = BEATs.from_pretrained(self.model_name, map_location=target)
+            self.model = create_model(self.model_name, map_location=target)
         else:
             raise ConfigError(
                 f"model must be a model name, a checkpoint path or a BEATs instance, got {type(model).__name__}"

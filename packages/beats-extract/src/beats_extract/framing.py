@@ -24,54 +24,21 @@ import numpy as np
 import torch
 
 from beats_core.errors import ConfigError
-from beats_core.fbank import FRAME_SHIFT, NUM_MEL_BINS, SAMPLE_RATE, num_fbank_frames
-from beats_core.model import min_num_samples
+from beats_core.geometry import (
+    NUM_MEL_BINS,
+    SAMPLE_RATE,
+    min_num_samples,
+    num_fbank_frames,
+    num_time_steps,
+    step_samples,
+)
 
 __all__ = [
     "Window",
     "aligned_padding_mask",
     "hop_steps_for",
-    "num_time_steps",
     "plan_windows",
-    "step_samples",
-    "step_timestamps",
 ]
-
-
-def step_samples(patch_size: int = 16) -> int:
-    """Samples at 16 kHz between the starts of consecutive time steps (2560, i.e. 160 ms)."""
-    return FRAME_SHIFT * patch_size
-
-
-def num_time_steps(num_samples: int, patch_size: int = 16) -> int:
-    """Time steps BEATs makes of a clip of ``num_samples`` samples (at least 1: short clips are padded).
-
-    Args:
-        num_samples: clip length in samples at 16 kHz.
-        patch_size: ``BEATsConfig.input_patch_size``.
-
-    Returns:
-        ``max(1, num_fbank_frames(num_samples) // patch_size)``.
-    """
-    return max(1, num_fbank_frames(num_samples) // patch_size)
-
-
-def step_timestamps(num_steps: int, first_step: int = 0, patch_size: int = 16) -> np.ndarray:
-    """Timestamps in seconds of time steps ``first_step ... first_step + num_steps - 1``.
-
-    The timestamp of step ``k`` is the centre of the samples its 16 fbank frames cover:
-    ``(2560 k + 1400) / 16000`` s (``0.16 k + 0.0875`` s).
-
-    Args:
-        num_steps: how many steps.
-        first_step: index of the first one on the recording's grid.
-        patch_size: ``BEATsConfig.input_patch_size``.
-
-    Returns:
-        float64 ``(num_steps,)``.
-    """
-    steps = np.arange(first_step, first_step + num_steps, dtype=np.float64)
-    return (steps * step_samples(patch_size) + min_num_samples(patch_size) / 2) / SAMPLE_RATE
 
 
 def hop_steps_for(window_samples: int, hop_seconds: float | None, patch_size: int = 16) -> int:

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from beats_core.errors import ConfigError, InvalidAudioError
+from beats_core.factory import create_model
+from beats_core.geometry import step_samples
 from beats_core.model import BEATs
 from beats_extract.extractor import BEATsFeatureExtractor, FrameEmbeddings, LayerSelection
-from beats_extract.framing import step_samples
 
 __all__ = ["BEATsHEARModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model"]
 
@@ -115,7 +116,7 @@ def load_model(model_file_path: str = "", **options: object) -> BEATsHEARModel:
     """
     from beats_core.registry import DEFAULT_MODEL
 
-    beats = BEATs.from_pretrained(model_file_path or DEFAULT_MODEL)
+    beats = create_model(model_file_path or DEFAULT_MODEL)
     return BEATsHEARModel(beats, **options).eval()  # type: ignore[arg-type]
 
 

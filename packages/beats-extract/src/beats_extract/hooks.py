@@ -6,11 +6,10 @@ commands. Imports are deferred so that starting the ``beats`` command stays fast
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from beats_core.hookspecs import hookimpl
+from beats_core.hookspecs import SubParsers, hookimpl
 
 
 @hookimpl
@@ -22,7 +21,7 @@ def beats_poolings() -> Mapping[str, Callable[..., Any]]:
 
 
 @hookimpl
-def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats extract`` and ``beats search``."""
     from beats_extract.cli import add_commands
 

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from beats_core.audio import TARGET_SAMPLE_RATE, audio_info, load_audio
+from beats_core.audio import audio_info, load_audio
 from beats_core.batching import batch_by_length, pad_waveforms
 from beats_core.errors import AudioDecodeError
+from beats_core.geometry import SAMPLE_RATE
 from beats_extract.framing import Window, plan_windows
 
 __all__ = ["DecodedBatch", "Part", "Row", "UnitDecoder", "decode_units", "plan_file_units", "plan_units"]
@@ -161,7 +162,7 @@ def plan_file_units(
             except AudioDecodeError as e:
                 failed.append(Part(index, str(path), error=e))
                 continue
-            clips.append((index, str(path), round(info.frames * TARGET_SAMPLE_RATE / info.sample_rate)))
+            clips.append((index, str(path), round(info.frames * SAMPLE_RATE / info.sample_rate)))
         if failed:
             yield tuple(failed)
         yield from plan_units(
@@ -244,8 +245,8 @@ class UnitDecoder(torch.utils.data.Dataset):
             return source[offset:] if length is None else source[offset : offset + length]
         return load_audio(
             source,
-            offset=offset / TARGET_SAMPLE_RATE,
-            duration=None if length is None else length / TARGET_SAMPLE_RATE,
+            offset=offset / SAMPLE_RATE,
+            duration=None if length is None else length / SAMPLE_RATE,
         )
 
 

@@ -27,7 +27,6 @@ attributes of the callable tell the rest of the library about it:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from beats_core.errors import ConfigError
+from beats_core.errors import ConfigError, UnknownPoolingError
+from beats_core.lookup import lookup
 
 __all__ = [
     "BUILTIN_POOLINGS",
@@ -305,20 +305,19 @@ def get_pooling(pooling: str | PoolingFunction | Pooling) -> Pooling:
         The :class:`Pooling`.
 
     Raises:
-        ConfigError: the name is not registered (the message lists the registered names
-            and the closest one), or the callable is unusable.
+        UnknownPoolingError: the name is not registered (the message lists the registered
+            names and the closest one).
+        ConfigError: the callable is unusable.
     """
     if isinstance(pooling, Pooling):
         return pooling
     if isinstance(pooling, str):
-        registered = list_poolings()
-        found = registered.get(pooling)
-        if found is None:
-            close = difflib.get_close_matches(pooling, list(registered), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"unknown pooling {pooling!r}.{hint} Registered poolings: {', '.join(registered)}. "
-                "A plugin adds one through the beats_poolings hook; a callable can be passed directly."
-            )
-        return found
+        return lookup(
+            pooling,
+            list_poolings(),
+            kind="pooling",
+            error=UnknownPoolingError,
+            advice="A plugin adds one through the beats_poolings hook; a callable can be passed directly.",
+            order=list(list_poolings()).index,
+        )
     return Pooling.from_callable(pooling)

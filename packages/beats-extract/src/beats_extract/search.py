@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from beats_core.errors import ConfigError
-from beats_extract.framing import step_samples
+from beats_core.geometry import step_samples
 from beats_extract.storage import load_features, save_features
 
 if TYPE_CHECKING:

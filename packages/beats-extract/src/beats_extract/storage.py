@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from beats_core.atomic import atomic_path
 from beats_core.errors import ConfigError, MissingDependencyError
 
 __all__ = ["FEATURE_SUFFIXES", "SavedFeatures", "check_feature_path", "load_features", "save_features"]
@@ -98,9 +99,7 @@ def save_features(
     if features.ndim < 1 or features.shape[0] != len(names):
         raise ConfigError(f"{features.shape[0] if features.ndim else 0} feature rows but {len(names)} paths")
     meta = json.dumps({**(metadata or {}), "feature_shape": list(features.shape[1:])})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as partial:
         if path.suffix.lower() == ".npz":
             with partial.open("wb") as f:
                 np.savez(f, features=features, paths=np.array(names, dtype=str), metadata=np.array(meta))
@@ -112,9 +111,6 @@ def save_features(
                 {**(table.schema.metadata or {}), _METADATA_KEY: meta.encode()}
             )
             pq.write_table(table, partial)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -12,11 +12,18 @@ from beats_core.lazy import lazy_exports
 from beats_train.__about__ import __version__
 
 if TYPE_CHECKING:
-    from beats_train.config import AugmentationConfig, DataConfig, TrainingConfig, load_config, save_config
+    from beats_train.config import (
+        AugmentationConfig,
+        DataConfig,
+        TrainingConfig,
+        get_preset,
+        load_config,
+        save_config,
+    )
     from beats_train.loop import TrainingResults
     from beats_train.metrics import classification_metrics, multilabel_metrics
     from beats_train.model import BEATsClassifier
-    from beats_train.presets import get_preset, list_presets
+    from beats_train.presets import list_presets
     from beats_train.stats import compute_fbank_stats
     from beats_train.trainer import BEATsTrainer, CrossValidationResults
 
@@ -29,7 +36,7 @@ _LAZY = {
     "AugmentationConfig": ".config",
     "load_config": ".config",
     "save_config": ".config",
-    "get_preset": ".presets",
+    "get_preset": ".config",
     "list_presets": ".presets",
     "BEATsClassifier": ".model",
     "compute_fbank_stats": ".stats",

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from beats_core.hookspecs import SubParsers
+
 __all__ = ["add_commands", "add_train_arguments", "run_evaluate", "run_predict", "run_train"]
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: SubParsers) -> None:
     """Add ``train``, ``evaluate`` and ``predict`` to the ``beats`` command.
 
     Args:
@@ -271,8 +273,8 @@ def run_predict(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
+    from beats_core.atomic import atomic_write_text
     from beats_train.config import DataConfig
-    from beats_train.files import atomic_write_text
     from beats_train.trainer import BEATsTrainer
 
     data_config = DataConfig(batch_size=args.batch_size, max_duration=args.max_duration)

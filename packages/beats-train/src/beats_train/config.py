@@ -20,20 +20,21 @@ leaves a setting at its default.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
 import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from beats_core.errors import ConfigError
+from beats_core.coercion import coerce
+from beats_core.errors import ConfigError, UnknownPresetError
+from beats_core.lookup import lookup
 from beats_core.registry import DEFAULT_MODEL
+from beats_train.presets import PRESETS
 
 __all__ = [
     "CLASS_BALANCE",
@@ -44,6 +45,7 @@ __all__ = [
     "AugmentationConfig",
     "DataConfig",
     "TrainingConfig",
+    "get_preset",
     "load_config",
     "save_config",
 ]
@@ -70,7 +72,9 @@ class _Checked:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            setattr(self, f.name, _coerce(type(self).__name__, f.name, getattr(self, f.name), hints[f.name]))
+            setattr(
+                self, f.name, coerce(getattr(self, f.name), hints[f.name], f"{type(self).__name__}.{f.name}")
+            )
         self._check()
 
     def _check(self) -> None:
@@ -415,8 +419,6 @@ class TrainingConfig(_Checked):
         Raises:
             ConfigError: unknown name (the message lists the presets) or an invalid override.
         """
-        from beats_train.presets import get_preset
-
         return get_preset(name, **overrides)
 
     def replace(self, **changes: Any) -> TrainingConfig:
@@ -492,6 +494,31 @@ class TrainingConfig(_Checked):
 # ---------------------------------------------------------------------------
 
 
+def get_preset(name: str, **overrides: Any) -> TrainingConfig:
+    """Return a preset's configuration with some fields overridden.
+
+    Args:
+        name: a name from :func:`~beats_train.presets.list_presets`.
+        **overrides: fields to change; ``augmentation`` may be a mapping of the augmentation
+            fields to change (the others keep the preset's values).
+
+    Returns:
+        A new :class:`TrainingConfig`.
+
+    Raises:
+        UnknownPresetError: the name is not a preset (the message lists them and the closest).
+        ConfigError: an override is not a field or has an invalid value.
+    """
+    values = lookup(
+        name,
+        PRESETS,
+        kind="training preset",
+        error=UnknownPresetError,
+        advice="Name one of them, or set the fields yourself.",
+    )
+    return TrainingConfig.from_dict(values).replace(**overrides)
+
+
 def save_config(
     path: str | Path, training: TrainingConfig | None = None, data: DataConfig | None = None
 ) -> Path:
@@ -517,7 +544,7 @@ def save_config(
         content["data"] = data.to_dict()
     if training is not None:
         content["training"] = training.to_dict()
-    from beats_train.files import atomic_write_text
+    from beats_core.atomic import atomic_write_text
 
     atomic_write_text(path, _dump(content, path))
     return path
@@ -589,52 +616,6 @@ def _dump(content: dict[str, Any], path: Path) -> str:
 # ---------------------------------------------------------------------------
 # Checking values
 # ---------------------------------------------------------------------------
-
-
-def _coerce(owner: str, name: str, value: Any, hint: Any) -> Any:
-    """``value`` as the type ``hint`` (int, float, bool, str, tuple, a config, or ``X | None``)."""
-    where = f"{owner}.{name}"
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        if value is None:
-            return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _coerce(owner, name, value, inner)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where} must be a whole number, got {value!r}")
-    if hint is float:
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
-            return float(value)
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    if typing.get_origin(hint) is tuple:
-        if isinstance(value, list | tuple) and len(value) == len(args):
-            return tuple(_coerce(owner, name, item, arg) for item, arg in zip(value, args, strict=True))
-        raise ConfigError(f"{where} must be a list of {len(args)} numbers, got {value!r}")
-    if isinstance(hint, type) and issubclass(hint, _Checked):
-        if isinstance(value, hint):
-            return value
-        if isinstance(value, Mapping):
-            try:
-                return hint.from_dict(value)
-            except ConfigError as e:
-                raise ConfigError(f"{where}: {e}") from e
-        raise ConfigError(f"{where} must be a {hint.__name__} or a mapping of its fields, got {value!r}")
-    return value
 
 
 def _reject_unknown(cls: type, values: Mapping[str, Any]) -> None:

@@ -6,13 +6,11 @@ that starting the ``beats`` command stays fast.
 
 from __future__ import annotations
 
-import argparse
-
-from beats_core.hookspecs import hookimpl
+from beats_core.hookspecs import SubParsers, hookimpl
 
 
 @hookimpl
-def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats train``, ``beats evaluate`` and ``beats predict``."""
     from beats_train.cli import add_commands
 

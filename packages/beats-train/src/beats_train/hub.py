@@ -11,13 +11,13 @@ the token saved by ``hf auth login``).
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from beats_core.download import hub_endpoint
 from beats_core.errors import ConfigError, HubError
 from beats_core.registry import HUB_CHECKPOINT_FILENAME, HUB_PREFIX
 from beats_train.__about__ import __version__
@@ -26,8 +26,6 @@ from beats_train.loop import TrainingResults
 from beats_train.model import BEATsClassifier
 
 __all__ = ["model_card", "push_to_hub"]
-
-_DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def push_to_hub(
@@ -71,7 +69,7 @@ def push_to_hub(
         raise ConfigError(f"repo_id must be 'owner/name', got {repo_id!r}")
     if not PartialState().is_main_process:
         return ""
-    endpoint = (os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = hub_endpoint()
     card = model_card(model, repo_id, results=results, training_config=training_config)
     config: dict[str, Any] = {}
     if data_config is not None:

@@ -29,15 +29,16 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, gather_object, set_seed
 from tqdm.auto import tqdm
 
+from beats_core.atomic import atomic_write_text
 from beats_core.errors import ConfigError, TrainingError
+from beats_core.factory import create_model
 from beats_data.frame import CATEGORY, FILENAME, SPLIT
 from beats_data.labels import LabelEncoder
 from beats_train.augment import FbankMasking, augment_waveforms, mixup
 from beats_train.config import DataConfig, TrainingConfig, save_config
 from beats_train.data import BalancedSampler, PreparedData, build_dataset, build_loader, class_weights
-from beats_train.files import atomic_write_text
 from beats_train.metrics import classification_metrics, format_classification_report, multilabel_metrics
-from beats_train.model import BEATsClassifier, load_backbone, prepare_backbone
+from beats_train.model import BEATsClassifier, prepare_backbone
 from beats_train.optim import build_optimizer, build_scheduler
 from beats_train.plots import plot_confusion_matrix, plot_training_curves
 from beats_train.state import STATE_FILE, load_state, rng_state, save_state, set_rng_state
@@ -283,7 +284,7 @@ class _Run:
     def _build_model(self, state: PartialState) -> BEATsClassifier:
         config = self.config
         with state.main_process_first():  # the main process downloads, the others read the cache
-            backbone = load_backbone(config.model)
+            backbone = create_model(config.model)
         fbank_stats = self._fbank_stats(state)
         backbone = prepare_backbone(
             backbone, config, self.data.labels.to_label_dict(), fbank_stats=fbank_stats

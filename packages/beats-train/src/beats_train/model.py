@@ -18,28 +18,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from beats_core.checkpoint import load_checkpoint, save_checkpoint
-from beats_core.config import BEATsConfig
 from beats_core.errors import ConfigError
+from beats_core.factory import load_checkpoint, save_checkpoint
 from beats_core.model import BEATs
 from beats_train.augment import FbankMasking
 from beats_train.config import TrainingConfig
 
 __all__ = [
     "CHECKPOINT_KEY",
-    "RANDOM_PREFIX",
     "BEATsClassifier",
-    "load_backbone",
     "prepare_backbone",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: ``TrainingConfig.model = "random:SIZE"`` builds a randomly initialised model of that size.
-RANDOM_PREFIX = "random:"
 #: The key of the checkpoint cfg that holds what beats-train adds to the official format.
 CHECKPOINT_KEY = "beats_train"
-_SIZES = {"tiny": BEATsConfig.tiny, "base": BEATsConfig.base, "large": BEATsConfig.large}
 
 
 class BEATsClassifier(nn.Module):
@@ -211,32 +205,6 @@ class BEATsClassifier(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-def load_backbone(model: str) -> BEATs:
-    """The starting model named by :attr:`TrainingConfig.model`.
-
-    Args:
-        model: a registered name, a checkpoint file, ``hf-hub:owner/name``, or
-            ``random:tiny`` / ``random:base`` / ``random:large`` (a randomly initialised
-            model of that size, from torch's current random state).
-
-    Returns:
-        The model (on the CPU, in eval mode for a checkpoint).
-
-    Raises:
-        ConfigError: an unknown ``random:`` size.
-        CheckpointError: the checkpoint is missing, cannot be downloaded, or is invalid.
-    """
-    if model.startswith(RANDOM_PREFIX):
-        size = model.removeprefix(RANDOM_PREFIX)
-        if size not in _SIZES:
-            raise ConfigError(
-                f"TrainingConfig.model {model!r}: unknown size {size!r}; use one of "
-                + ", ".join(RANDOM_PREFIX + name for name in _SIZES)
-            )
-        return BEATs(_SIZES[size]())
-    return load_checkpoint(model).model
-
-
 def prepare_backbone(
     backbone: BEATs,
     config: TrainingConfig,
@@ -252,7 +220,7 @@ def prepare_backbone(
     with exactly these labels is kept (continued training); otherwise a new head is made.
 
     Args:
-        backbone: the starting model (from :func:`load_backbone`).
+        backbone: the starting model (from :func:`beats_core.create_model`).
         config: the training configuration.
         label_dict: ``{class index: label}`` of the dataset.
         fbank_stats: ``(mean, std)`` to normalise with, overriding the config's.

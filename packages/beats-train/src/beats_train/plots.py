@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from beats_train.files import atomic_path
+from beats_core.atomic import atomic_path
 
 __all__ = ["plot_confusion_matrix", "plot_training_curves"]
 

@@ -23,90 +23,60 @@ Use them as ``TrainingConfig.preset("fast", max_epochs=10)``, ``get_preset("esc5
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from beats_core.errors import ConfigError
-from beats_train.config import AugmentationConfig, TrainingConfig
-
-__all__ = ["ESC50_FBANK_MEAN", "ESC50_FBANK_STD", "PRESETS", "get_preset", "list_presets"]
+__all__ = ["ESC50_FBANK_MEAN", "ESC50_FBANK_STD", "PRESETS", "list_presets"]
 
 #: Fbank statistics of ESC-50 (ESPnet's BEATs ESC-50 configuration, from the BEATs paper's appendix).
 ESC50_FBANK_MEAN = 11.72215
 ESC50_FBANK_STD = 10.60431
 
-
-def _esc50_paper() -> TrainingConfig:
-    return TrainingConfig(
-        learning_rate=3e-5,
-        max_epochs=2962,
-        patience=None,
-        batch_size=60,
-        optimizer="adamw",
-        betas=(0.9, 0.98),
-        weight_decay=0.01,
-        warmup=0.1,
-        scheduler="cosine",
-        layer_wise_gradient_decay_ratio=0.2,
-        encoder_layerdrop=0.1,
-        dropout=0.0,
-        head_dropout=0.0,
-        label_smoothing=0.1,
-        gradient_clipping=1.0,
-        fbank_mean=ESC50_FBANK_MEAN,
-        fbank_std=ESC50_FBANK_STD,
-        augmentation=AugmentationConfig(time_masks=5, time_mask_ratio=0.12),
-    )
-
-
-def _fast() -> TrainingConfig:
-    return TrainingConfig(
-        learning_rate=1e-4,
-        max_epochs=30,
-        patience=5,
-        optimizer="adamw",
-        betas=(0.9, 0.98),
-        weight_decay=0.01,
-        warmup=0.1,
-        scheduler="cosine",
-        layer_wise_gradient_decay_ratio=0.2,
-        encoder_layerdrop=0.1,
-        head_dropout=0.1,
-        label_smoothing=0.1,
-        gradient_clipping=1.0,
-        augmentation=AugmentationConfig(roll=True),
-    )
-
-
-#: Preset name -> a function building its configuration.
-PRESETS: dict[str, Callable[[], TrainingConfig]] = {"esc50-paper": _esc50_paper, "fast": _fast}
+#: Preset name -> the :class:`~beats_train.config.TrainingConfig` fields it sets (the others keep
+#: their defaults); ``TrainingConfig.preset(name)`` builds it.
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "esc50-paper": {
+            "learning_rate": 3e-5,
+            "max_epochs": 2962,
+            "patience": None,
+            "batch_size": 60,
+            "optimizer": "adamw",
+            "betas": (0.9, 0.98),
+            "weight_decay": 0.01,
+            "warmup": 0.1,
+            "scheduler": "cosine",
+            "layer_wise_gradient_decay_ratio": 0.2,
+            "encoder_layerdrop": 0.1,
+            "dropout": 0.0,
+            "head_dropout": 0.0,
+            "label_smoothing": 0.1,
+            "gradient_clipping": 1.0,
+            "fbank_mean": ESC50_FBANK_MEAN,
+            "fbank_std": ESC50_FBANK_STD,
+            "augmentation": {"time_masks": 5, "time_mask_ratio": 0.12},
+        },
+        "fast": {
+            "learning_rate": 1e-4,
+            "max_epochs": 30,
+            "patience": 5,
+            "optimizer": "adamw",
+            "betas": (0.9, 0.98),
+            "weight_decay": 0.01,
+            "warmup": 0.1,
+            "scheduler": "cosine",
+            "layer_wise_gradient_decay_ratio": 0.2,
+            "encoder_layerdrop": 0.1,
+            "head_dropout": 0.1,
+            "label_smoothing": 0.1,
+            "gradient_clipping": 1.0,
+            "augmentation": {"roll": True},
+        },
+    }
+)
 
 
 def list_presets() -> list[str]:
     """The names of the presets, sorted."""
     return sorted(PRESETS)
-
-
-def get_preset(name: str, **overrides: Any) -> TrainingConfig:
-    """Return a preset's configuration with some fields overridden.
-
-    Args:
-        name: a name from :func:`list_presets`.
-        **overrides: fields to change; ``augmentation`` may be a mapping of the augmentation
-            fields to change (the others keep the preset's values).
-
-    Returns:
-        A new :class:`~beats_train.config.TrainingConfig`.
-
-    Raises:
-        ConfigError: the name is not a preset (the message lists them and the closest), or
-            an override is not a field or has an invalid value.
-    """
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"unknown training preset {name!r}.{hint} The presets are {', '.join(list_presets())}."
-        )
-    return PRESETS[name]().replace(**overrides)

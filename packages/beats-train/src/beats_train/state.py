@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from beats_core.atomic import atomic_path
 from beats_core.errors import TrainingError
-from beats_train.files import atomic_path
 
 __all__ = ["STATE_FILE", "STATE_VERSION", "load_state", "rng_state", "save_state", "set_rng_state"]
 

@@ -17,7 +17,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from beats_core.errors import DatasetError
-from beats_core.fbank import compute_fbank, num_fbank_frames
+from beats_core.fbank import compute_fbank
+from beats_core.geometry import num_fbank_frames
 from beats_data.dataset import AudioDataset, create_dataloader
 from beats_data.frame import FILENAME
 

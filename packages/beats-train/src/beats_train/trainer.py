@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from beats_core.atomic import atomic_write_text
 from beats_core.errors import ConfigError, DatasetError
 from beats_data.frame import CATEGORY, FILENAME, FOLD
 from beats_data.labels import LabelEncoder
 from beats_train.config import DataConfig, TrainingConfig
 from beats_train.data import PreparedData, build_dataset, build_loader, files_frame, load_frame, prepare_data
-from beats_train.files import atomic_write_text
 from beats_train.loop import (
     TrainingResults,
     evaluate_model,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from beats_core.hookspecs import SubParsers
+
 __all__ = ["add_demo_command", "run_demo_command"]
 
 
-def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+def add_demo_command(subparsers: SubParsers) -> None:
     """Add ``demo`` to the ``beats`` command.
 
     Args:

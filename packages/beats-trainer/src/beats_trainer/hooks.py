@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
-from beats_core.hookspecs import hookimpl
+from beats_core.hookspecs import SubParsers, hookimpl
 
 
 @hookimpl
-def beats_cli_commands(subparsers: argparse._SubParsersAction) -> None:
+def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats demo``."""
     from beats_trainer.cli import add_demo_command
 

@@ -1,8 +1,9 @@
-"""Atomic file writes: a file in the run folder is either the old one or the complete new one.
+"""Atomic file writes: a file is either the old one or the complete new one.
 
 Everything is written to a temporary file in the same folder, flushed to disk and renamed
 into place, so an interrupted run (a crash, a killed job, a full disk) never leaves a
-truncated checkpoint, CSV or plot behind.
+truncated checkpoint, table, store part or plot behind. Every package writes its files
+through these helpers.
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
+    """Write ``text`` as UTF-8 to ``path`` atomically and return the path.
+
+    File names that are not valid UTF-8 (which Python holds as surrogate escapes) are
+    written as their original bytes, so a table of paths names the files that exist.
+    """
     with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+        temporary.write_text(text, encoding="utf-8", errors="surrogateescape")
     return Path(path)
 
 
