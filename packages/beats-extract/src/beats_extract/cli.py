@@ -51,7 +51,9 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | 
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
     )
     parser.add_argument(
-        "--dtype", default=None, help="bfloat16 or float16 for faster inference (default: float32)"
+        "--dtype",
+        default="auto",
+        help="auto (bfloat16 where the hardware has it natively, else float32), float32, bfloat16 or float16",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (default: 16)")
     parser.add_argument(

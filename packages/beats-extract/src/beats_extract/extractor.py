@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from beats_core.devices import resolve_device, resolve_dtype
 from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
 from beats_core.factory import create_model
 from beats_core.geometry import num_time_steps, step_samples, step_timestamps
@@ -30,23 +31,13 @@ from beats_extract.framing import aligned_padding_mask, hop_steps_for
 from beats_extract.loading import DecodedBatch, Row, UnitDecoder, decode_units, plan_file_units, plan_units
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
 
-__all__ = ["BEATsFeatureExtractor", "FileFeatures", "FrameEmbeddings", "SkippedFileWarning", "resolve_device"]
+__all__ = ["BEATsFeatureExtractor", "FileFeatures", "FrameEmbeddings", "SkippedFileWarning"]
 
 logger = logging.getLogger(__name__)
 
 #: ``layer=``: one hidden state (index), several (concatenated), or ``"all"`` (stacked).
 LayerSelection = int | Sequence[int] | Literal["all"]
 OnError = Literal["raise", "skip"]
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
 
 
 class SkippedFileWarning(UserWarning):
@@ -97,57 +88,6 @@ class _Pieces:
     weights: list[int] = field(default_factory=list)  # pooled: kept tokens; frames: first global step
 
 
-def resolve_device(device: str | torch.device, model_device: torch.device | None = None) -> torch.device:
-    """Turn a device argument into a device.
-
-    Args:
-        device: ``"auto"``, or anything ``torch.device`` takes (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-        model_device: where a given model is; ``"auto"`` keeps it there.
-
-    Returns:
-        The device: for ``"auto"``, ``model_device`` if given, else CUDA, then MPS, then the CPU.
-
-    Raises:
-        ConfigError: the device is not valid or not available here.
-    """
-    if device == "auto":
-        if model_device is not None:
-            return model_device
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(
-            f"device {device!r} is not a device: {e}; use 'auto', 'cpu', 'cuda' or 'mps'"
-        ) from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'"
-        )
-    if resolved.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ConfigError(
-            f"device {device!r} was asked for but MPS is not available here; use 'auto' or 'cpu'"
-        )
-    return resolved
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or dtype == torch.float32:
-        return None
-    if isinstance(dtype, torch.dtype) and dtype in (torch.bfloat16, torch.float16):
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return _resolve_dtype(_DTYPES[dtype.lower()])
-    raise ConfigError(f"dtype {dtype!r} is not supported; use None (float32), 'bfloat16' or 'float16'")
-
-
 def _default_workers(device: torch.device) -> int:
     """The default number of decoding processes for a model on ``device``.
 
@@ -187,8 +127,10 @@ class BEATsFeatureExtractor:
         device: ``"auto"`` (for a name or path: CUDA, then MPS, then the CPU; for a
             ``BEATs`` instance: where it is), or a device. The model is moved there (an
             instance too; this is logged). Extraction runs wherever the model is.
-        dtype: ``None`` for float32, or ``"bfloat16"`` / ``"float16"`` (or the torch
-            dtypes) to run the model under autocast in that precision.
+        dtype: ``"auto"`` (bfloat16 where the device has it natively: a GPU that supports it,
+            a CPU with AMX or AVX512-BF16; float32 elsewhere), ``None``/``"float32"``, or
+            ``"bfloat16"`` / ``"float16"`` (or the torch dtypes) to run the model under
+            autocast in that precision (see :mod:`beats_core.devices`).
         batch_size: clips (or windows) per forward pass.
         num_workers: processes decoding files while the model runs; default: on a GPU,
             one fewer than the cores available, at most 4; on the CPU, one per 4 cores.
@@ -219,7 +161,7 @@ class BEATsFeatureExtractor:
         pooling: str | PoolingFunction | Pooling | None = "mean",
         layer: LayerSelection = -1,
         device: str | torch.device = "auto",
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         batch_size: int = 16,
         num_workers: int | None = None,
         window_seconds: float | None = 10.0,
@@ -230,7 +172,6 @@ class BEATsFeatureExtractor:
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
             raise ConfigError(f"num_workers must be an int >= 0 or None, got {num_workers!r}")
         self.pooling: Pooling | None = None if pooling is None else get_pooling(pooling)
-        self.dtype = _resolve_dtype(dtype)
         self.batch_size = batch_size
         self.model_name: str | None
         if isinstance(model, BEATs):
@@ -249,6 +190,7 @@ class BEATsFeatureExtractor:
         if self.device != target:
             logger.info("moving the BEATs model to %s", target)
             self.model.to(target)
+        self.dtype = resolve_dtype(dtype, target)
         self.num_workers = _default_workers(target) if num_workers is None else num_workers
         self.layers, self.stacked = _resolve_layers(layer, self.num_layers)
         self._patch = self.model.cfg.input_patch_size
@@ -550,7 +492,9 @@ class BEATsFeatureExtractor:
         model = self.model
         training = model.training
         autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
+            torch.autocast(self.device.type, dtype=self.dtype)
+            if self.dtype != torch.float32
+            else nullcontext()
         )
         try:
             model.eval()
