@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beats_core import ConfigError
+from beats_core.clips import ClipRule
 from beats_core.geometry import num_fbank_frames, num_time_steps, step_timestamps
 from beats_core.model import downsample_padding_mask
-from beats_extract.framing import aligned_padding_mask, hop_steps_for, plan_windows
+from beats_extract.framing import aligned_padding_mask, plan_windows
 
 
 def test_time_steps_and_their_timestamps():
@@ -19,14 +20,18 @@ def test_time_steps_and_their_timestamps():
     np.testing.assert_allclose(step_timestamps(1, first_step=62), [10.0075])  # 9.92 s + 87.5 ms
 
 
+def _hop_steps(window_seconds: float, hop_seconds: float | None) -> int:
+    return ClipRule.windows(window_seconds, hop_seconds).hop_samples // 2560
+
+
 def test_hop_is_rounded_to_the_step_grid():
-    assert hop_steps_for(160000, None) == 62
-    assert hop_steps_for(160000, 5.0) == 31  # 4.96 s
-    assert hop_steps_for(160000, 0.01) == 1
+    assert _hop_steps(10.0, None) == 62
+    assert _hop_steps(10.0, 5.0) == 31  # 4.96 s
+    assert _hop_steps(10.0, 0.01) == 1
     with pytest.raises(ConfigError, match="longer than the window"):
-        hop_steps_for(160000, 10.5)
+        _hop_steps(10.0, 10.5)
     with pytest.raises(ConfigError, match="positive"):
-        hop_steps_for(160000, -1.0)
+        _hop_steps(10.0, -1.0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -38,7 +43,7 @@ def test_hop_is_rounded_to_the_step_grid():
 def test_windows_split_the_steps_of_the_recording_without_gaps_or_repeats(num_samples, window_steps, data):
     window = 2800 + 2560 * (window_steps - 1) + data.draw(st.integers(0, 2559))
     hop = data.draw(st.integers(1, num_time_steps(window)))
-    windows = plan_windows(num_samples, window, hop)
+    windows = plan_windows(num_samples, ClipRule.windows(window / 16000, hop * 0.16))
     covered = []
     for w in windows:
         assert w.start % 2560 == 0 and 0 < w.length <= max(window, num_samples)
@@ -48,9 +53,9 @@ def test_windows_split_the_steps_of_the_recording_without_gaps_or_repeats(num_sa
 
 
 def test_a_short_recording_is_one_window():
-    assert len(plan_windows(159999, 160000, 62)) == 1
-    assert len(plan_windows(10**7, None, 62)) == 1
-    assert [w.start for w in plan_windows(400000, 160000, 62)] == [0, 158720, 317440]
+    assert len(plan_windows(159999, ClipRule.windows(10.0))) == 1
+    assert len(plan_windows(10**7, ClipRule.windows(None))) == 1
+    assert [w.start for w in plan_windows(400000, ClipRule.windows(10.0))] == [0, 158720, 317440]
 
 
 @settings(max_examples=200, deadline=None)

@@ -99,6 +99,49 @@ class ClipRule:
         if not (_number(self.min_clip_seconds) and self.min_clip_seconds >= 0):
             raise ConfigError(f"min_clip_seconds={self.min_clip_seconds!r} must be a number of seconds >= 0")
 
+    @classmethod
+    def windows(cls, window_seconds: float | None, hop_seconds: float | None = None) -> ClipRule:
+        """The rule for the windows a long recording is processed in, to give one result for the whole of it.
+
+        Windows start on BEATs' time-step grid (``align_to_steps``), so that their time steps
+        are those of the whole recording. Without ``hop_seconds`` the windows follow each other
+        by their whole time steps (every 9.92 s for 10 s windows), so no audio is skipped.
+
+        Args:
+            window_seconds: the window length; ``None`` for one window whatever the length.
+            hop_seconds: the distance between window starts, rounded to whole time steps.
+
+        Returns:
+            The rule.
+
+        Raises:
+            ConfigError: a window shorter than one time step, or a hop that is not positive or
+                longer than the window's time steps (it would leave gaps).
+        """
+        if window_seconds is None:
+            return cls()
+        if not (_number(window_seconds) and window_seconds * SAMPLE_RATE >= MIN_CLIP_SAMPLES):
+            raise ConfigError(
+                f"window_seconds={window_seconds!r} is shorter than one BEATs patch "
+                f"({MIN_CLIP_SAMPLES / SAMPLE_RATE:g} s); use at least that, ideally 10 s (the clip length "
+                "BEATs was trained on)"
+            )
+        steps = (round(window_seconds * SAMPLE_RATE) - MIN_CLIP_SAMPLES) // STEP_SAMPLES + 1
+        if hop_seconds is None:
+            return cls(
+                window_seconds, window_seconds - steps * STEP_SAMPLES / SAMPLE_RATE, align_to_steps=True
+            )
+        if not (_number(hop_seconds) and hop_seconds > 0):
+            raise ConfigError(
+                f"hop_seconds must be a positive number of seconds or None, got {hop_seconds!r}"
+            )
+        if round(hop_seconds * SAMPLE_RATE / STEP_SAMPLES) > steps:
+            raise ConfigError(
+                f"hop_seconds={hop_seconds:g} is longer than the window's {steps} time steps "
+                f"({steps * STEP_SAMPLES / SAMPLE_RATE:g} s): windows would leave gaps; use a hop of at most that"
+            )
+        return cls(window_seconds, max(0.0, window_seconds - hop_seconds), align_to_steps=True)
+
     @property
     def clip_samples(self) -> int | None:
         """The length of a clip in samples, or ``None`` for whole recordings."""

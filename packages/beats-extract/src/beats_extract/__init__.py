@@ -17,6 +17,7 @@ from beats_extract.__about__ import __version__
 if TYPE_CHECKING:
     from beats_extract.extractor import (
         BEATsFeatureExtractor,
+        ClipFeatures,
         FileFeatures,
         FrameEmbeddings,
         SkippedFileWarning,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "BEATsFeatureExtractor": ".extractor",
+    "ClipFeatures": ".extractor",
     "FileFeatures": ".extractor",
     "FrameEmbeddings": ".extractor",
     "SkippedFileWarning": ".extractor",

@@ -1,11 +1,17 @@
 """BEATsFeatureExtractor: embeddings of audio files and arrays with a BEATs model.
 
-The extractor decodes files in DataLoader workers (any format and sample rate
-:func:`beats_core.audio.load_audio` reads) while the model runs, groups clips of similar
-length into batches, and gives every clip exactly the embedding it would have alone: the
-padding of a batch is masked on the token grid (:func:`beats_extract.framing.aligned_padding_mask`)
-and poolings skip padded tokens. Recordings longer than a window are processed window by
-window in bounded memory.
+The extractor is a thin facade over three parts: :mod:`beats_extract.loading` plans the work
+(recordings cut into clips by the one clip rule, clips into model windows) and decodes files in
+DataLoader workers while the model runs; :class:`~beats_extract.runner.ModelRunner` runs the
+model on padded batches of windows in the chosen precision and layers; the accumulators of
+:mod:`beats_extract.accumulators` put each clip's windows back together. Every clip gets
+exactly the embedding it would have alone: the padding of a batch is masked on the token grid
+and poolings skip padded tokens. Recordings longer than a window are processed window by window
+in bounded memory.
+
+Without ``clip_seconds`` a recording gives one result (a vector, or its time steps); with it,
+one result per clip of ``clip_seconds`` (:class:`ClipFeatures`), each clip embedded alone, as
+if it were its own file.
 """
 
 from __future__ import annotations
@@ -15,28 +21,41 @@ import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
 
+from beats_core.clips import Clip, ClipRule
 from beats_core.devices import resolve_device, resolve_dtype
 from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
 from beats_core.factory import create_model
-from beats_core.geometry import num_time_steps, step_samples, step_timestamps
+from beats_core.geometry import SAMPLE_RATE
 from beats_core.model import BEATs
-from beats_extract.framing import aligned_padding_mask, hop_steps_for
-from beats_extract.loading import DecodedBatch, Row, UnitDecoder, decode_units, plan_file_units, plan_units
+from beats_extract.accumulators import FrameAccumulator, FrameEmbeddings, PooledAccumulator
+from beats_extract.loading import (
+    Cutting,
+    DecodedBatch,
+    UnitDecoder,
+    decode_units,
+    plan_file_units,
+    plan_units,
+)
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
+from beats_extract.runner import LayerSelection, ModelRunner, resolve_layers
 
-__all__ = ["BEATsFeatureExtractor", "FileFeatures", "FrameEmbeddings", "SkippedFileWarning"]
+__all__ = [
+    "BEATsFeatureExtractor",
+    "ClipFeatures",
+    "FileFeatures",
+    "FrameEmbeddings",
+    "LayerSelection",
+    "SkippedFileWarning",
+]
 
 logger = logging.getLogger(__name__)
 
-#: ``layer=``: one hidden state (index), several (concatenated), or ``"all"`` (stacked).
-LayerSelection = int | Sequence[int] | Literal["all"]
 OnError = Literal["raise", "skip"]
 
 
@@ -45,21 +64,53 @@ class SkippedFileWarning(UserWarning):
 
 
 @dataclass(frozen=True)
-class FrameEmbeddings:
-    """The embeddings of a clip's time steps, with their timestamps.
+class ClipFeatures:
+    """Clip-level results: one row per clip, each clip embedded alone.
 
     Attributes:
-        embeddings: float32 ``(T, D)`` (``(T, L + 1, C)`` with ``layer="all"``): for each
-            time step, the encoder's 8 tokens of that step averaged over frequency.
-        timestamps: float64 ``(T,)``, seconds from the start of the clip: the centre of the
-            samples the step's 16 fbank frames cover, ``0.16 k + 0.0875`` for step ``k``.
+        paths: the recording of each row.
+        starts: float64 ``(n,)``, where each clip starts, in seconds from the beginning of its recording.
+        ends: float64 ``(n,)``, where each clip ends.
+        features: float32 ``(n, *feature_shape)``; with ``pooling=None`` a list of
+            :class:`FrameEmbeddings` (timestamps in the recording's time).
     """
 
-    embeddings: np.ndarray
-    timestamps: np.ndarray
+    paths: list[str]
+    starts: np.ndarray
+    ends: np.ndarray
+    features: np.ndarray | list[FrameEmbeddings]
 
     def __len__(self) -> int:
-        return len(self.timestamps)
+        return len(self.paths)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[ClipFeatures], feature_shape: tuple[int, ...]) -> ClipFeatures:
+        """The rows of several results, in order.
+
+        Args:
+            parts: the results to join.
+            feature_shape: the shape of one row's features (for an empty result).
+
+        Returns:
+            One :class:`ClipFeatures`.
+        """
+        frames = any(isinstance(part.features, list) for part in parts)
+        if frames:
+            features: np.ndarray | list[FrameEmbeddings] = [f for part in parts for f in part.features]
+        elif parts:
+            features = np.concatenate([part.features for part in parts]).astype(np.float32, copy=False)
+        else:
+            features = np.zeros((0, *feature_shape), dtype=np.float32)
+        return cls(
+            paths=[path for part in parts for path in part.paths],
+            starts=np.concatenate([part.starts for part in parts]) if parts else np.zeros(0),
+            ends=np.concatenate([part.ends for part in parts]) if parts else np.zeros(0),
+            features=features,
+        )
+
+
+#: What one recording gives: a vector, its time steps, or its clips.
+Features = np.ndarray | FrameEmbeddings | ClipFeatures
 
 
 @dataclass(frozen=True)
@@ -69,23 +120,18 @@ class FileFeatures:
     Attributes:
         index: the file's position in the input.
         path: the file, as given.
-        features: float32 ``feature_shape`` array, or :class:`FrameEmbeddings` with
-            ``pooling=None``; ``None`` when the file was skipped.
+        features: float32 ``feature_shape`` array, :class:`FrameEmbeddings` with
+            ``pooling=None``, or :class:`ClipFeatures` with ``clip_seconds``; ``None`` when the
+            file was skipped.
         error: why it was skipped, or ``None``.
+        seconds: the duration of the audio it holds (what decoded), 0 when skipped.
     """
 
     index: int
     path: str
-    features: np.ndarray | FrameEmbeddings | None
+    features: Features | None
     error: AudioDecodeError | None = None
-
-
-@dataclass
-class _Pieces:
-    """What the windows of one clip produced so far."""
-
-    values: list[np.ndarray] = field(default_factory=list)
-    weights: list[int] = field(default_factory=list)  # pooled: kept tokens; frames: first global step
+    seconds: float = 0.0
 
 
 def _default_workers(device: torch.device) -> int:
@@ -103,17 +149,17 @@ def _default_workers(device: torch.device) -> int:
 
 
 class BEATsFeatureExtractor:
-    """Embeddings of audio with a BEATs model: one vector per clip, or one per time step.
+    """Embeddings of audio with a BEATs model: one vector per recording or per clip, or one per time step.
 
     ``layer=-1`` gives the encoder output, what ``BEATs.extract_features`` returns for a
     pre-trained model. For a fine-tuned checkpoint (a classifier) the features also come
     from the encoder, never from the class probabilities.
 
     Args:
-        model: a registered model name (see ``beats models``; downloaded and cached on
-            first use), the path of a checkpoint, or a :class:`~beats_core.model.BEATs`
-            instance such as a fine-tuned backbone (used as is, not copied). ``None``: the
-            default model, :data:`beats_core.registry.DEFAULT_MODEL`.
+        model: a model spec for :func:`beats_core.create_model` (a registered name, downloaded
+            and cached on first use; the path of a checkpoint; ``hf-hub:owner/name``), or a
+            :class:`~beats_core.model.BEATs` instance such as a fine-tuned backbone (used as is,
+            not copied). ``None``: the default model, :data:`beats_core.registry.DEFAULT_MODEL`.
         pooling: how the tokens of a clip become one vector: a registered name
             (``"mean"``, ``"max"``, ``"first"``, ``"last"``, ``"meanstd"`` and those of
             plugins, see :func:`~beats_extract.poolings.list_poolings`), a callable
@@ -131,16 +177,21 @@ class BEATsFeatureExtractor:
             a CPU with AMX or AVX512-BF16; float32 elsewhere), ``None``/``"float32"``, or
             ``"bfloat16"`` / ``"float16"`` (or the torch dtypes) to run the model under
             autocast in that precision (see :mod:`beats_core.devices`).
-        batch_size: clips (or windows) per forward pass.
+        batch_size: windows per forward pass.
         num_workers: processes decoding files while the model runs; default: on a GPU,
             one fewer than the cores available, at most 4; on the CPU, one per 4 cores.
             0 decodes in this process.
-        window_seconds: recordings longer than this are processed in windows of this
+        window_seconds: recordings (or clips) longer than this are processed in windows of this
             length and pooled over windows (BEATs was trained on 10 s clips, and memory
             stays bounded); ``None`` processes every clip whole.
         hop_seconds: the step between windows; rounded to the 0.16 s time-step grid.
             ``None``: windows follow each other (every 9.92 s for 10 s windows: the
             window's whole time steps, so no audio is skipped).
+        clip_seconds: cut every recording into clips of this length (the one clip rule,
+            :class:`beats_core.clips.ClipRule`) and give one result per clip
+            (:class:`ClipFeatures`), each clip embedded alone; ``None``: one result per recording.
+        clip_overlap: seconds shared by consecutive clips (``clip_seconds - clip_overlap``
+            between clip starts).
 
     Raises:
         ConfigError: an argument is invalid (the message names it and the valid values).
@@ -152,6 +203,7 @@ class BEATsFeatureExtractor:
         extractor.get_feature_dim()                       # 768
         extractor.extract_from_file("audio.wav")          # (768,) float32
         extractor.extract_from_files(["a.wav", "b.mp3"])  # (2, 768) float32
+        BEATsFeatureExtractor(clip_seconds=5).extract_from_file("hour.flac")  # ClipFeatures, 720 rows
     """
 
     def __init__(
@@ -166,11 +218,19 @@ class BEATsFeatureExtractor:
         num_workers: int | None = None,
         window_seconds: float | None = 10.0,
         hop_seconds: float | None = None,
+        clip_seconds: float | None = None,
+        clip_overlap: float = 0.0,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
             raise ConfigError(f"num_workers must be an int >= 0 or None, got {num_workers!r}")
+        if window_seconds is not None and (
+            isinstance(window_seconds, bool)
+            or not isinstance(window_seconds, (int, float))
+            or not math.isfinite(window_seconds)
+        ):
+            raise ConfigError(f"window_seconds must be a number of seconds or None, got {window_seconds!r}")
         self.pooling: Pooling | None = None if pooling is None else get_pooling(pooling)
         self.batch_size = batch_size
         self.model_name: str | None
@@ -192,17 +252,16 @@ class BEATsFeatureExtractor:
             self.model.to(target)
         self.dtype = resolve_dtype(dtype, target)
         self.num_workers = _default_workers(target) if num_workers is None else num_workers
-        self.layers, self.stacked = _resolve_layers(layer, self.num_layers)
-        self._patch = self.model.cfg.input_patch_size
-        self.window_samples = _window_samples(window_seconds, self.model.min_num_samples)
-        self.hop_steps = hop_steps_for(
-            self.window_samples if self.window_samples is not None else self.model.min_num_samples,
-            hop_seconds if self.window_samples is not None else None,
-            self._patch,
+        layers, stacked = resolve_layers(layer, len(self.model.encoder.layers))
+        self.runner = ModelRunner(
+            self.model, pooling=self.pooling, layers=layers, stacked=stacked, dtype=self.dtype
         )
-        self._decoder = UnitDecoder(
-            self.window_samples, self.hop_steps, self.model.min_num_samples, self._patch
+        self.cutting = Cutting(
+            clips=ClipRule(clip_seconds, clip_overlap),
+            windows=ClipRule.windows(window_seconds, hop_seconds),
+            patch_size=self.model.cfg.input_patch_size,
         )
+        self._decoder = UnitDecoder(self.cutting)
 
     # ------------------------------------------------------------------ description
     @property
@@ -213,12 +272,32 @@ class BEATsFeatureExtractor:
     @property
     def sample_rate(self) -> int:
         """The sample rate the model works at, in Hz (16000); input at other rates is resampled."""
-        return 16000
+        return SAMPLE_RATE
 
     @property
     def num_layers(self) -> int:
         """Transformer layers L of the model (the hidden states are 0 ... L)."""
         return len(self.model.encoder.layers)
+
+    @property
+    def layers(self) -> list[int]:
+        """The hidden states taken (indices into 0 ... L)."""
+        return self.runner.layers
+
+    @property
+    def stacked(self) -> bool:
+        """Whether several layers are stacked on an axis of their own (``layer="all"``)."""
+        return self.runner.stacked
+
+    @property
+    def clip_rule(self) -> ClipRule:
+        """How recordings are cut into clips (``ClipRule()``: one clip, the whole recording)."""
+        return self.cutting.clips
+
+    @property
+    def window_rule(self) -> ClipRule:
+        """How a clip longer than a window is cut into the windows the model runs on."""
+        return self.cutting.windows
 
     def get_feature_dim(self) -> int:
         """Size of the last axis of the features.
@@ -243,16 +322,41 @@ class BEATsFeatureExtractor:
         dim = self.get_feature_dim()
         return (len(self.layers), dim) if self.stacked else (dim,)
 
+    def settings(self) -> dict[str, object]:
+        """How this extractor embeds, as plain data: what a store or a features file records.
+
+        Returns:
+            ``model`` (the spec, or None for an instance), ``pooling``, ``layer``, the clip rule
+            (``clip_seconds``, ``clip_overlap``), the windows (``window_seconds``, ``hop_seconds``),
+            ``dtype`` and ``feature_shape``.
+        """
+        windows = self.window_rule
+        return {
+            "model": self.model_name,
+            "pooling": None if self.pooling is None else self.pooling.name,
+            "layer": "all" if self.stacked else self.layers,
+            "clip_seconds": self.clip_rule.clip_seconds,
+            "clip_overlap": self.clip_rule.overlap_seconds,
+            "window_seconds": windows.clip_seconds,
+            "hop_seconds": None if windows.hop_samples is None else windows.hop_samples / SAMPLE_RATE,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "feature_shape": list(self.feature_shape),
+        }
+
     def __repr__(self) -> str:
         pooling = None if self.pooling is None else self.pooling.name
         layer = "all" if self.stacked else self.layers
+        clips = (
+            "" if self.clip_rule.clip_seconds is None else f", clip_seconds={self.clip_rule.clip_seconds:g}"
+        )
         return (
             f"BEATsFeatureExtractor(model={self.model_name or 'BEATs instance'!r}, pooling={pooling!r}, "
-            f"layer={layer!r}, device={str(self.device)!r}, feature_shape={self.feature_shape})"
+            f"layer={layer!r}, device={str(self.device)!r}, dtype={self.settings()['dtype']!r}"
+            f"{clips}, feature_shape={self.feature_shape})"
         )
 
     # ------------------------------------------------------------------ files
-    def extract_from_file(self, path: str | os.PathLike[str]) -> np.ndarray | FrameEmbeddings:
+    def extract_from_file(self, path: str | os.PathLike[str]) -> Features:
         """Features of one audio file.
 
         Args:
@@ -260,7 +364,8 @@ class BEATsFeatureExtractor:
                 at any sample rate; multichannel audio is averaged.
 
         Returns:
-            float32 :attr:`feature_shape` array, or :class:`FrameEmbeddings` with ``pooling=None``.
+            float32 :attr:`feature_shape` array, :class:`FrameEmbeddings` with ``pooling=None``,
+            or :class:`ClipFeatures` with ``clip_seconds``.
 
         Raises:
             AudioDecodeError: the file cannot be decoded (the message names it and why).
@@ -274,7 +379,7 @@ class BEATsFeatureExtractor:
         *,
         on_error: OnError = "raise",
         progress: bool | None = None,
-    ) -> np.ndarray | list[FrameEmbeddings | None]:
+    ) -> np.ndarray | list[FrameEmbeddings | None] | ClipFeatures:
         """Features of many audio files, in input order.
 
         Files of any mix of lengths, formats and sample rates; they are decoded in worker
@@ -284,14 +389,15 @@ class BEATsFeatureExtractor:
             paths: the audio files.
             on_error: ``"raise"`` stops at the first file that cannot be decoded and raises
                 its :class:`~beats_core.errors.AudioDecodeError`; ``"skip"`` gives it a
-                row of NaN (``None`` with ``pooling=None``) and a :class:`SkippedFileWarning`
-                naming it.
-            progress: show a progress bar (tqdm, on stderr); default: when there are more
-                files than one batch.
+                row of NaN (``None`` with ``pooling=None``; no rows with ``clip_seconds``) and a
+                :class:`SkippedFileWarning` naming it.
+            progress: show a progress bar in seconds of audio (tqdm, on stderr); default: when
+                there are more files than one batch.
 
         Returns:
             float32 ``(len(paths), *feature_shape)``, or with ``pooling=None`` a list of
-            :class:`FrameEmbeddings` (``None`` for skipped files).
+            :class:`FrameEmbeddings` (``None`` for skipped files), or with ``clip_seconds`` the
+            :class:`ClipFeatures` of every clip of every file, in order.
 
         Raises:
             AudioDecodeError: with ``on_error="raise"``, a file cannot be decoded.
@@ -301,6 +407,9 @@ class BEATsFeatureExtractor:
             raise ConfigError("extract_from_files takes a list of paths; use extract_from_file for one file")
         paths = list(paths)
         results = self.stream_from_files(paths, on_error=on_error, progress=progress)
+        if self.clip_rule.clip_seconds is not None:
+            parts = [result.features for result in results if result.features is not None]
+            return ClipFeatures.concatenate(parts, self.feature_shape)  # type: ignore[arg-type]
         if self.pooling is None:
             return [result.features for result in results]  # type: ignore[misc]
         features = np.full((len(paths), *self.feature_shape), np.nan, dtype=np.float32)
@@ -327,8 +436,9 @@ class BEATsFeatureExtractor:
             paths: the audio files (any iterable, e.g. a generator).
             on_error: ``"raise"`` or ``"skip"``, as in :meth:`extract_from_files`; a skipped
                 file is yielded with ``features=None`` and its ``error``.
-            progress: show a progress bar; default: when the input has a length greater
-                than one batch.
+            progress: show a progress bar in seconds of audio, with the files done and an
+                estimate of the total from the file sizes; default: when the input has a length
+                greater than one batch.
             num_workers: decoding processes for this call (default :attr:`num_workers`).
 
         Yields:
@@ -338,7 +448,7 @@ class BEATsFeatureExtractor:
             AudioDecodeError: with ``on_error="raise"``, a file cannot be decoded.
             ConfigError: ``on_error`` is invalid.
         """
-        from tqdm.auto import tqdm
+        from beats_extract.progress import AudioProgress
 
         _check_on_error(on_error)
         total = len(paths) if isinstance(paths, Sequence) else None
@@ -351,28 +461,23 @@ class BEATsFeatureExtractor:
                 names[index] = os.fspath(path)
                 yield names[index]
 
-        units = plan_file_units(
-            tracked(),
-            batch_size=self.batch_size,
-            window_samples=self.window_samples,
-            hop_steps=self.hop_steps,
-            patch_size=self._patch,
-        )
+        units = plan_file_units(tracked(), batch_size=self.batch_size, cutting=self.cutting)
         workers = self.num_workers if num_workers is None else num_workers
         if total is not None:
             workers = min(workers, max(0, total - 1))
         batches = decode_units(units, self._decoder, workers)
-        with tqdm(total=total, unit="file", desc="BEATs features", disable=not progress) as bar:
-            for index, features, error in _in_order(self._results(batches, on_error)):
+        with AudioProgress(paths if isinstance(paths, Sequence) else None, enabled=bool(progress)) as bar:
+            for index, features, error, seconds in _in_order(self._results(bar.track(batches), on_error)):
                 if error is not None:
                     warnings.warn(f"skipped: {error}", SkippedFileWarning, stacklevel=2)
-                bar.update(1)
-                yield FileFeatures(index, names.pop(index), features, error)
+                bar.file_done(index, seconds)
+                name = names.pop(index)
+                yield FileFeatures(index, name, _named(features, name), error, seconds)
 
     # ------------------------------------------------------------------ arrays
     def extract_from_array(
-        self, waveform: np.ndarray | torch.Tensor, sample_rate: int = 16000
-    ) -> np.ndarray | FrameEmbeddings:
+        self, waveform: np.ndarray | torch.Tensor, sample_rate: int = SAMPLE_RATE
+    ) -> Features:
         """Features of one waveform in memory.
 
         Args:
@@ -381,7 +486,8 @@ class BEATsFeatureExtractor:
             sample_rate: its rate in Hz; resampled to 16 kHz if different.
 
         Returns:
-            float32 :attr:`feature_shape` array, or :class:`FrameEmbeddings` with ``pooling=None``.
+            float32 :attr:`feature_shape` array, :class:`FrameEmbeddings` with ``pooling=None``,
+            or :class:`ClipFeatures` with ``clip_seconds`` (paths ``"<array 0>"``).
 
         Raises:
             InvalidAudioError: the waveform is empty, not float, has NaN or infinite
@@ -392,8 +498,8 @@ class BEATsFeatureExtractor:
     def extract_from_arrays(
         self,
         waveforms: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Tensor,
-        sample_rate: int = 16000,
-    ) -> np.ndarray | list[FrameEmbeddings]:
+        sample_rate: int = SAMPLE_RATE,
+    ) -> np.ndarray | list[FrameEmbeddings] | ClipFeatures:
         """Features of several mono waveforms in memory, of any lengths.
 
         Args:
@@ -402,7 +508,9 @@ class BEATsFeatureExtractor:
             sample_rate: their rate in Hz; resampled to 16 kHz if different.
 
         Returns:
-            float32 ``(n, *feature_shape)``, or a list of :class:`FrameEmbeddings` with ``pooling=None``.
+            float32 ``(n, *feature_shape)``, a list of :class:`FrameEmbeddings` with
+            ``pooling=None``, or the :class:`ClipFeatures` of all of them with ``clip_seconds``
+            (paths ``"<array i>"``).
 
         Raises:
             InvalidAudioError: a waveform is empty, not 1-D, not float, or has NaN or infinite samples.
@@ -413,6 +521,8 @@ class BEATsFeatureExtractor:
                 f"{tuple(waveforms.shape)}; use extract_from_array for one clip"
             )
         results = self._extract_arrays(list(waveforms), sample_rate)
+        if self.clip_rule.clip_seconds is not None:
+            return ClipFeatures.concatenate(results, self.feature_shape)  # type: ignore[arg-type]
         if self.pooling is None:
             return results  # type: ignore[return-value]
         if not results:
@@ -421,7 +531,7 @@ class BEATsFeatureExtractor:
 
     def _extract_arrays(
         self, waveforms: list[np.ndarray | torch.Tensor], sample_rate: int, channels: bool = False
-    ) -> list[np.ndarray | FrameEmbeddings]:
+    ) -> list[Features]:
         if (
             isinstance(sample_rate, bool)
             or not isinstance(sample_rate, (int, np.integer))
@@ -432,193 +542,104 @@ class BEATsFeatureExtractor:
         units = plan_units(
             [(i, clip, clip.shape[0]) for i, clip in enumerate(clips)],
             batch_size=self.batch_size,
-            window_samples=self.window_samples,
-            hop_steps=self.hop_steps,
-            patch_size=self._patch,
+            cutting=self.cutting,
         )
-        results: list[np.ndarray | FrameEmbeddings] = [None] * len(clips)  # type: ignore[list-item]
-        for index, features, _ in self._results(decode_units(units, self._decoder, 0), "raise"):
-            results[index] = features  # type: ignore[assignment]
+        results: list[Features] = [None] * len(clips)  # type: ignore[list-item]
+        for index, features, _, _ in self._results(decode_units(units, self._decoder, 0), "raise"):
+            results[index] = _named(features, f"<array {index}>")
         return results
 
     # ------------------------------------------------------------------ the model
     def _results(
         self, batches: Iterable[DecodedBatch], on_error: OnError
-    ) -> Iterator[tuple[int, np.ndarray | FrameEmbeddings | None, AudioDecodeError | None]]:
-        """Run the model on decoded batches; yield ``(index, features, error)`` as clips finish."""
-        pieces: dict[int, _Pieces] = {}
+    ) -> Iterator[tuple[int, Features | None, AudioDecodeError | None, float]]:
+        """Run the model on decoded batches; yield ``(index, features, error, seconds)`` as recordings finish."""
+        recordings: dict[int, _Recording] = {}
         errors: dict[int, AudioDecodeError] = {}
         for batch in batches:
             for index, error in batch.errors.items():
                 if on_error == "raise":
                     raise error
                 errors[index] = error
-                pieces.pop(index, None)
+                recordings.pop(index, None)
             keep = [k for k, row in enumerate(batch.rows) if row.index not in errors]
             for start in range(0, len(keep), self.batch_size):
                 chunk = keep[start : start + self.batch_size]
                 rows = [batch.rows[k] for k in chunk]
-                longest = max(self.model.min_num_samples, *(row.window.length for row in rows))
+                longest = max(self.cutting.min_samples, *(row.window.length for row in rows))
                 waveforms = batch.waveforms  # (R, N), padded to the longest row of the unit
                 if len(chunk) < waveforms.shape[0] or longest < waveforms.shape[1]:  # type: ignore[union-attr]
                     waveforms = waveforms[chunk, :longest]  # type: ignore[index]
-                for row, (value, weight) in zip(rows, self._embed(waveforms, rows), strict=True):
+                for row, (value, weight) in zip(rows, self.runner.run(waveforms, rows), strict=True):
                     if weight >= 0:
-                        clip = pieces.setdefault(row.index, _Pieces())
-                        clip.values.append(value)
-                        clip.weights.append(weight)
+                        recording = recordings.setdefault(row.index, _Recording(self))
+                        recording.add(row.clip_number, row.clip, value, weight)
             for index in batch.finished:
                 if index in errors:
-                    yield index, None, errors.pop(index)
+                    yield index, None, errors.pop(index), 0.0
                     continue
-                clip = pieces.pop(index, None)
-                if clip is None or not clip.values:
-                    error = AudioDecodeError(f"no audio could be decoded from clip {index}")
+                recording = recordings.pop(index, None)
+                if recording is None or not recording.clips:
+                    error = AudioDecodeError(f"no audio could be decoded from recording number {index}")
                     if on_error == "raise":
                         raise error
-                    yield index, None, error
+                    yield index, None, error, 0.0
                     continue
-                yield index, self._finish(clip), None
+                yield index, recording.result(), None, recording.seconds
 
-    def _embed(self, waveforms: torch.Tensor, rows: list[Row]) -> list[tuple[np.ndarray, int]]:
-        """Run the model on ``(R, N)`` windows; per row, a value and a weight.
 
-        Pooled: the pooled vector and its count of kept tokens. Frame-level: the kept
-        frames and the grid index of the first. Weight -1: the row contributes nothing.
-        """
-        lengths = [row.window.length for row in rows]
-        sample_mask, token_mask = aligned_padding_mask(lengths, waveforms.shape[1], self._patch)
-        per_step = self.model.num_frequency_patches
-        model = self.model
-        training = model.training
-        autocast = (
-            torch.autocast(self.device.type, dtype=self.dtype)
-            if self.dtype != torch.float32
-            else nullcontext()
+class _Recording:
+    """The clips of one recording gathered so far, each with its accumulator."""
+
+    def __init__(self, extractor: BEATsFeatureExtractor) -> None:
+        self.extractor = extractor
+        self.clips: dict[int, tuple[Clip, PooledAccumulator | FrameAccumulator]] = {}
+
+    @property
+    def seconds(self) -> float:
+        """The duration of the audio it held (the end of its last clip)."""
+        return max(clip.stop for clip, _ in self.clips.values()) / SAMPLE_RATE
+
+    def add(self, number: int, clip: Clip, value: np.ndarray, weight: int) -> None:
+        """Add what one row gave to its clip (a clip cut short by the data keeps its shortest extent)."""
+        if number in self.clips:
+            known, accumulator = self.clips[number]
+            clip = clip if clip.stop < known.stop else known
+        elif self.extractor.pooling is not None:
+            accumulator = PooledAccumulator(self.extractor.pooling)
+        else:
+            accumulator = FrameAccumulator(clip.start_seconds, self.extractor.cutting.patch_size)
+        self.clips[number] = (clip, accumulator)
+        accumulator.add(value, weight)
+
+    def result(self) -> Features:
+        """The recording's features: its one clip's, or every clip's as :class:`ClipFeatures`."""
+        ordered = [self.clips[number] for number in sorted(self.clips)]
+        if self.extractor.clip_rule.clip_seconds is None:
+            return ordered[0][1].result()
+        values = [accumulator.result() for _, accumulator in ordered]
+        features = (
+            values if self.extractor.pooling is None else np.stack(values).astype(np.float32, copy=False)
         )
-        try:
-            model.eval()
-            with torch.inference_mode(), autocast:
-                source = waveforms.to(self.device, non_blocking=True)
-                mask = None if sample_mask is None else sample_mask.to(self.device)
-                if self.stacked or self.layers != [self.num_layers]:
-                    hidden, returned = model.extract_hidden_states(source, mask)
-                    layers = [hidden[i] for i in self.layers]
-                else:
-                    features, returned = model.forward_features(source, mask)
-                    layers = [features]
-                _check_token_mask(returned, token_mask)
-                steps = layers[0].shape[1] // per_step
-                kept = [
-                    row.window.kept_steps(min(num_time_steps(n, self._patch), steps))
-                    for row, n in zip(rows, lengths, strict=True)
-                ]
-                if self.pooling is not None:
-                    outputs = self._pool(self.pooling, layers, kept, per_step)
-                    return [
-                        (outputs[r], (stop - first) * per_step if stop > first else -1)
-                        for r, (first, stop) in enumerate(kept)
-                    ]
-                frames = [layer.float().unflatten(1, (steps, per_step)).mean(dim=2) for layer in layers]
-                stacked = (
-                    (torch.stack(frames, dim=2) if self.stacked else torch.cat(frames, dim=-1)).cpu().numpy()
-                )
-        finally:
-            model.train(training)
-        step = step_samples(self._patch)
-        return [
-            (stacked[r, first:stop], row.window.start // step + first if stop > first else -1)
-            for r, (row, (first, stop)) in enumerate(zip(rows, kept, strict=True))
-        ]
-
-    def _pool(
-        self, pooling: Pooling, layers: list[torch.Tensor], kept: list[tuple[int, int]], per_step: int
-    ) -> np.ndarray:
-        """Pool each layer over each row's kept tokens; ``(R, *feature_shape)``."""
-        num_tokens = layers[0].shape[1]
-        device = layers[0].device
-        step_of_token = torch.arange(num_tokens, device=device) // per_step
-        first = torch.tensor([f for f, _ in kept], device=device).unsqueeze(1)
-        stop = torch.tensor([s if s > f else f + 1 for f, s in kept], device=device).unsqueeze(1)
-        pool_mask = (step_of_token < first) | (step_of_token >= stop)
-        mask = pool_mask if bool(pool_mask.any()) else None
-        pooled = [pooling(layer.float(), mask) for layer in layers]
-        joined = torch.stack(pooled, dim=1) if self.stacked else torch.cat(pooled, dim=-1)
-        return joined.float().cpu().numpy()
-
-    def _finish(self, clip: _Pieces) -> np.ndarray | FrameEmbeddings:
-        if self.pooling is None:
-            timestamps = np.concatenate(
-                [
-                    step_timestamps(len(value), first, self._patch)
-                    for value, first in zip(clip.values, clip.weights, strict=True)
-                ]
-            )
-            return FrameEmbeddings(np.concatenate(clip.values).astype(np.float32, copy=False), timestamps)
-        if len(clip.values) == 1:
-            return clip.values[0]
-        combined = self.pooling.combine_windows(np.stack(clip.values), np.asarray(clip.weights))
-        return np.asarray(combined, dtype=np.float32)
+        return ClipFeatures(
+            paths=[""] * len(ordered),
+            starts=np.array([clip.start_seconds for clip, _ in ordered]),
+            ends=np.array([clip.end_seconds for clip, _ in ordered]),
+            features=features,
+        )
 
 
 # --------------------------------------------------------------------------- helpers
-def _resolve_layers(layer: LayerSelection, num_layers: int) -> tuple[list[int], bool]:
-    """``layer`` -> (indices into the L + 1 hidden states, whether they are stacked)."""
-    count = num_layers + 1
-    described = (
-        f"this model has {num_layers} layers, so hidden states 0 ... {num_layers} (0: the input of the first "
-        f"layer, i: the output of layer i, -1: the last)"
-    )
-
-    def index(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ConfigError(f"layer must be an int, a list of ints or 'all', got {value!r}; {described}")
-        if not -count <= value < count:
-            raise ConfigError(f"layer {value} is out of range: {described}")
-        return int(value) % count
-
-    if isinstance(layer, str):
-        if layer != "all":
-            raise ConfigError(f"layer must be an int, a list of ints or 'all', got {layer!r}")
-        return list(range(count)), True
-    if isinstance(layer, Sequence):
-        if not layer:
-            raise ConfigError(f"layer is an empty list; {described}")
-        return [index(value) for value in layer], False
-    return [index(layer)], False
-
-
-def _window_samples(window_seconds: float | None, min_samples: int) -> int | None:
-    if window_seconds is None:
-        return None
-    if (
-        isinstance(window_seconds, bool)
-        or not isinstance(window_seconds, (int, float))
-        or not math.isfinite(window_seconds)
-    ):
-        raise ConfigError(f"window_seconds must be a number of seconds or None, got {window_seconds!r}")
-    samples = round(window_seconds * 16000)
-    if samples < min_samples:
-        raise ConfigError(
-            f"window_seconds={window_seconds:g} is shorter than one BEATs patch ({min_samples / 16000:g} s); "
-            "use at least that, ideally 10 s (the clip length BEATs was trained on)"
-        )
-    return samples
+def _named(features: Features | None, path: str) -> Features | None:
+    """Clip rows carry the name of their recording."""
+    if isinstance(features, ClipFeatures):
+        return replace(features, paths=[path] * len(features))
+    return features
 
 
 def _check_on_error(on_error: str) -> None:
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-
-
-def _check_token_mask(returned: torch.Tensor | None, expected: torch.Tensor | None) -> None:
-    if expected is None:
-        return
-    if returned is None or not torch.equal(returned.cpu(), expected):
-        raise RuntimeError(
-            "the model's token padding mask differs from the aligned one beats-extract built; "
-            "beats_core.model.downsample_padding_mask has changed and beats_extract.framing must follow"
-        )
 
 
 def _as_waveform(
@@ -650,20 +671,20 @@ def _as_waveform(
     if not bool(torch.isfinite(tensor).all()):
         raise InvalidAudioError(f"{where} has NaN or infinite samples")
     tensor = tensor.float()
-    if sample_rate != 16000:
-        tensor = resample(tensor, sample_rate, 16000)
+    if sample_rate != SAMPLE_RATE:
+        tensor = resample(tensor, sample_rate, SAMPLE_RATE)
     return tensor.contiguous()
 
 
 def _in_order(
-    results: Iterator[tuple[int, np.ndarray | FrameEmbeddings | None, AudioDecodeError | None]],
-) -> Iterator[tuple[int, np.ndarray | FrameEmbeddings | None, AudioDecodeError | None]]:
+    results: Iterator[tuple[int, Features | None, AudioDecodeError | None, float]],
+) -> Iterator[tuple[int, Features | None, AudioDecodeError | None, float]]:
     """Re-order results that finish out of order (indices 0, 1, 2, ...) into input order."""
-    done: dict[int, tuple[np.ndarray | FrameEmbeddings | None, AudioDecodeError | None]] = {}
+    done: dict[int, tuple[Features | None, AudioDecodeError | None, float]] = {}
     following = 0
-    for index, features, error in results:
-        done[index] = (features, error)
+    for index, *rest in results:
+        done[index] = tuple(rest)  # type: ignore[assignment]
         while following in done:
-            features, error = done.pop(following)
-            yield following, features, error
+            features, error, seconds = done.pop(following)
+            yield following, features, error, seconds
             following += 1

@@ -1,75 +1,25 @@
-"""Time geometry of BEATs tokens: time steps, their timestamps, windows of long audio, padding masks.
+"""Windows of long audio and the padding masks that make a clip in a batch what it is alone.
 
-BEATs cuts the Kaldi fbank (25 ms windows every 10 ms, ``snip_edges``) into 16 x 16
-patches: a *time step* is 16 consecutive fbank frames, and each time step has 8 tokens
-(frequency patches). Time step ``k`` of a clip covers the samples
-``[2560 k, 2560 k + 2800)``, i.e. 0.16 k s to 0.16 k + 0.175 s; its timestamp is the
-centre of that span, ``0.16 k + 0.0875`` s. A clip of ``n`` samples has
-``num_fbank_frames(n) // 16`` time steps (the trailing frames that do not fill one are
-dropped); a clip shorter than one step (2800 samples, 175 ms) is zero-padded to one.
-
-A recording longer than a window is processed window by window. Windows start on the
-time-step grid (every ``hop_steps`` steps), so the steps of all windows fall on the grid
-of the whole recording; where windows overlap, each step is taken from the window in
-which it lies most centrally, so the windows split the recording's steps between them
-without gaps or repeats.
+A recording (or a clip of one) longer than a window is processed window by window; the
+windows are cut by the one clip rule of beats-core (:meth:`beats_core.clips.ClipRule.windows`):
+they start on BEATs' time-step grid, so the steps of all windows fall on the grid of the whole
+recording. Where windows overlap, each step is taken from the window in which it lies most
+centrally, so the windows split the recording's steps between them without gaps or repeats
+(:class:`Window` records which of its steps a window contributes). Time-step geometry is in
+:mod:`beats_core.geometry`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from beats_core.errors import ConfigError
-from beats_core.geometry import (
-    NUM_MEL_BINS,
-    SAMPLE_RATE,
-    min_num_samples,
-    num_fbank_frames,
-    num_time_steps,
-    step_samples,
-)
+from beats_core.clips import ClipRule
+from beats_core.geometry import NUM_MEL_BINS, num_fbank_frames, num_time_steps, step_samples
 
-__all__ = [
-    "Window",
-    "aligned_padding_mask",
-    "hop_steps_for",
-    "plan_windows",
-]
-
-
-def hop_steps_for(window_samples: int, hop_seconds: float | None, patch_size: int = 16) -> int:
-    """The hop between windows in time steps: ``hop_seconds`` rounded to the step grid.
-
-    Args:
-        window_samples: the window length in samples at 16 kHz.
-        hop_seconds: the wanted hop in seconds; ``None`` for windows that follow each
-            other without overlap (the window's number of steps, e.g. 62 steps = 9.92 s
-            for 10 s windows).
-        patch_size: ``BEATsConfig.input_patch_size``.
-
-    Returns:
-        The hop in steps, between 1 and the window's number of steps.
-
-    Raises:
-        ConfigError: ``hop_seconds`` is not positive or longer than the window.
-    """
-    window_steps = num_time_steps(window_samples, patch_size)
-    if hop_seconds is None:
-        return window_steps
-    step_seconds = step_samples(patch_size) / SAMPLE_RATE
-    if not (math.isfinite(hop_seconds) and hop_seconds > 0):
-        raise ConfigError(f"hop_seconds must be a positive number of seconds or None, got {hop_seconds!r}")
-    hop = max(1, round(hop_seconds / step_seconds))
-    if hop > window_steps:
-        raise ConfigError(
-            f"hop_seconds={hop_seconds:g} is longer than the window's {window_steps} time steps "
-            f"({window_steps * step_seconds:g} s): windows would leave gaps; use a hop of at most that"
-        )
-    return hop
+__all__ = ["Window", "aligned_padding_mask", "plan_windows"]
 
 
 @dataclass(frozen=True)
@@ -95,45 +45,31 @@ class Window:
         return min(self.keep_start, stop), stop
 
 
-def plan_windows(
-    num_samples: int, window_samples: int | None, hop_steps: int, patch_size: int = 16
-) -> list[Window]:
-    """Cut a recording into windows on the time-step grid.
-
-    A recording no longer than the window is one window. Otherwise windows start every
-    ``hop_steps`` steps until one reaches the end; a last window shorter than one time
-    step is not made (its samples do not fill a step of the whole recording either). The
-    kept ranges split the steps between overlapping windows at the middle of each overlap.
+def plan_windows(num_samples: int, rule: ClipRule, patch_size: int = 16) -> list[Window]:
+    """Cut a recording into windows with ``rule`` and split the time steps of overlapping windows.
 
     Args:
         num_samples: the recording's length in samples at 16 kHz.
-        window_samples: the window length in samples; ``None`` for one window whatever the length.
-        hop_steps: steps between window starts (from :func:`hop_steps_for`).
+        rule: the window rule (:meth:`beats_core.clips.ClipRule.windows`), aligned to time steps.
         patch_size: ``BEATsConfig.input_patch_size``.
 
     Returns:
         The windows, in time order; together their kept steps are the recording's steps.
     """
-    if window_samples is None or num_samples <= window_samples:
+    clips = rule.clips(num_samples)
+    if len(clips) <= 1:
         return [Window(0, num_samples)]
-    hop = hop_steps * step_samples(patch_size)
-    minimum = min_num_samples(patch_size)
-    starts = [0]
-    while starts[-1] + window_samples < num_samples and num_samples - (starts[-1] + hop) >= minimum:
-        starts.append(starts[-1] + hop)
-    margin = (num_time_steps(window_samples, patch_size) - hop_steps) // 2
-    windows = []
-    for k, start in enumerate(starts):
-        last = k == len(starts) - 1
-        windows.append(
-            Window(
-                start=start,
-                length=min(window_samples, num_samples - start),
-                keep_start=0 if k == 0 else margin,
-                keep_stop=None if last else margin + hop_steps,
-            )
+    hop_steps = rule.hop_samples // step_samples(patch_size)
+    margin = (num_time_steps(rule.clip_samples, patch_size) - hop_steps) // 2
+    return [
+        Window(
+            start=clip.start,
+            length=clip.num_samples,
+            keep_start=0 if k == 0 else margin,
+            keep_stop=None if k == len(clips) - 1 else margin + hop_steps,
         )
-    return windows
+        for k, clip in enumerate(clips)
+    ]
 
 
 def aligned_padding_mask(

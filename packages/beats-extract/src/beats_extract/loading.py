@@ -1,65 +1,122 @@
 """Getting audio to the model: work units planned by length, decoded in DataLoader workers.
 
-The input (files, or waveforms in memory) is cut into *work units*, each of which becomes
-one padded batch:
+A recording is cut into clips by the one clip rule (:class:`beats_core.clips.ClipRule`: the
+whole recording, or fixed-length clips with overlap), and each clip into the windows the model
+runs on (:func:`~beats_extract.framing.plan_windows`). A *row* is one window of one clip. The
+rows become *work units*, each of which is one padded batch:
 
-* clips no longer than the window are grouped by length (from the file headers, read
-  with :func:`~beats_core.audio.audio_info`, about a millisecond each), longest first, so
-  that little compute goes to padding;
-* a longer recording is cut into windows (:func:`~beats_extract.framing.plan_windows`) and
-  consecutive windows, up to a batch of them, make one unit that is decoded with one
-  seek, so a long file never has to be in memory at once.
+* a recording that is one row (no longer than a clip and a window) is grouped with others of
+  similar length (from the file headers, read with :func:`~beats_core.audio.audio_info`, about
+  a millisecond each), longest first, so that little compute goes to padding;
+* the rows of a longer recording are taken in time order, up to a batch of them per unit, and
+  decoded with one seek per unit, so a long recording never has to be in memory at once.
 
-Files are planned chunk by chunk, so an endless stream of paths works in bounded memory.
-A :class:`torch.utils.data.DataLoader` decodes the units in worker processes (batches are
-built in shared memory there) while the main process runs the model: decoding overlaps
-inference, and the units come back in planned order. A file that cannot be decoded
-does not stop its batch: its error travels with the batch to the main process.
+Files are planned chunk by chunk, so an endless stream of paths works in bounded memory. A
+:class:`torch.utils.data.DataLoader` decodes the units in worker processes (batches are built in
+shared memory there) while the main process runs the model: decoding overlaps inference, and
+the units come back in planned order. A file that cannot be decoded does not stop its batch:
+its error travels with the batch to the main process. Rows are planned from the header's
+length, but what decodes decides: windows past the end of the decoded audio are dropped, and a
+recording planned whole is cut from its decoded length.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from beats_core.audio import audio_info, load_audio
 from beats_core.batching import batch_by_length, pad_waveforms
+from beats_core.clips import Clip, ClipRule
 from beats_core.errors import AudioDecodeError
-from beats_core.geometry import SAMPLE_RATE
+from beats_core.geometry import SAMPLE_RATE, min_num_samples
 from beats_extract.framing import Window, plan_windows
 
-__all__ = ["DecodedBatch", "Part", "Row", "UnitDecoder", "decode_units", "plan_file_units", "plan_units"]
+__all__ = [
+    "MAX_PADDING",
+    "Cutting",
+    "DecodedBatch",
+    "Part",
+    "Row",
+    "UnitDecoder",
+    "decode_units",
+    "plan_file_units",
+    "plan_units",
+]
+
+
+@dataclass(frozen=True)
+class Cutting:
+    """How recordings are cut: into clips (each one result), and clips into model windows.
+
+    Attributes:
+        clips: the clip rule; ``ClipRule()`` makes each recording one clip (one result per file).
+        windows: the window rule (:meth:`ClipRule.windows`) a clip longer than a window is
+            processed in; ``ClipRule()`` runs every clip whole.
+        patch_size: ``BEATsConfig.input_patch_size``.
+    """
+
+    clips: ClipRule
+    windows: ClipRule
+    patch_size: int = 16
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input of the model; shorter rows are zero-padded to it."""
+        return min_num_samples(self.patch_size)
+
+    def rows(self, index: int, num_samples: int) -> list[Row]:
+        """Every row of a recording of ``num_samples`` samples, in time order."""
+        rows = []
+        for number, clip in enumerate(self.clips.clips(num_samples)):
+            for window in plan_windows(clip.num_samples, self.windows, self.patch_size):
+                rows.append(Row(index, number, clip, replace(window, start=clip.start + window.start)))
+        return rows
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a batch: a window of a clip of a recording.
+
+    Attributes:
+        index: the recording's position in the input.
+        clip_number: the clip's position in the recording.
+        clip: the clip, in samples of the recording.
+        window: the window, in samples of the recording (``window.start`` is absolute), with
+            the time steps it contributes to its clip.
+    """
+
+    index: int
+    clip_number: int
+    clip: Clip
+    window: Window
 
 
 @dataclass(frozen=True)
 class Part:
-    """What one work unit needs of one clip.
+    """What one work unit needs of one recording.
 
     Attributes:
-        index: the clip's position in the input.
-        source: the file path, or the clip's float32 16 kHz waveform ``(samples,)``.
-        windows: the windows to decode, or ``None`` for the whole clip (windows are then
+        index: the recording's position in the input.
+        source: the file path, or the recording's float32 16 kHz waveform ``(samples,)``.
+        rows: the rows to decode, or ``None`` for the whole recording (its rows are then
             planned from its decoded length).
-        last: whether this is the clip's final part (its result can be finished).
+        last: whether this is the recording's final part (its results can be finished).
+        seconds: seconds of audio this part adds to what earlier parts of the recording
+            covered (for progress), from the header; ``None`` until decoded for a whole part.
         error: an error found while planning (the header could not be read).
     """
 
     index: int
     source: str | torch.Tensor
-    windows: tuple[Window, ...] | None = None
+    rows: tuple[Row, ...] | None = None
     last: bool = True
+    seconds: float | None = None
     error: AudioDecodeError | None = None
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of a decoded batch: which clip and which window of it."""
-
-    index: int
-    window: Window
 
 
 @dataclass
@@ -69,19 +126,16 @@ class DecodedBatch:
     Attributes:
         waveforms: float32 ``(R, N)`` zero-padded windows, or ``None`` when no row decoded.
         rows: what each row is.
-        finished: indices of the clips whose final part was in this unit.
-        errors: index -> the error of each clip that could not be decoded.
+        finished: indices of the recordings whose final part was in this unit.
+        errors: index -> the error of each recording that could not be decoded.
+        seconds: seconds of audio the unit covers (for progress).
     """
 
     waveforms: torch.Tensor | None
     rows: list[Row] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
     errors: dict[int, AudioDecodeError] = field(default_factory=dict)
-
-    @property
-    def lengths(self) -> list[int]:
-        """Samples of each row before padding."""
-        return [row.window.length for row in self.rows]
+    seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------- planning
@@ -92,36 +146,34 @@ MAX_PADDING = 0.1
 
 
 def plan_units(
-    clips: Iterable[tuple[int, str | torch.Tensor, int]],
-    *,
-    batch_size: int,
-    window_samples: int | None,
-    hop_steps: int,
-    patch_size: int = 16,
+    recordings: Iterable[tuple[int, str | torch.Tensor, int]], *, batch_size: int, cutting: Cutting
 ) -> list[tuple[Part, ...]]:
-    """Group clips of known length into work units.
+    """Group recordings of known length into work units.
 
     Args:
-        clips: ``(index, source, samples at 16 kHz)`` of each clip.
+        recordings: ``(index, source, samples at 16 kHz)`` of each recording.
         batch_size: the most rows per unit.
-        window_samples: the window length; ``None`` never splits a clip.
-        hop_steps: time steps between window starts.
-        patch_size: ``BEATsConfig.input_patch_size``.
+        cutting: how recordings are cut into clips and windows.
 
     Returns:
-        The units: the windows of long clips first (a clip's in time order), then the
-        short clips grouped by length, longest first.
+        The units: the rows of recordings of several rows first (a recording's in time order),
+        then the one-row recordings grouped by length, longest first.
     """
     units: list[tuple[Part, ...]] = []
     short: list[tuple[int, str | torch.Tensor, int]] = []
-    for index, source, num_samples in clips:
-        windows = plan_windows(num_samples, window_samples, hop_steps, patch_size)
-        if len(windows) == 1:
+    for index, source, num_samples in recordings:
+        rows = cutting.rows(index, num_samples)
+        if len(rows) <= 1:
             short.append((index, source, num_samples))
             continue
-        for start in range(0, len(windows), batch_size):
-            chunk = tuple(windows[start : start + batch_size])
-            units.append((Part(index, source, chunk, last=start + batch_size >= len(windows)),))
+        covered = 0
+        for start in range(0, len(rows), batch_size):
+            chunk = tuple(rows[start : start + batch_size])
+            end = max(row.window.start + row.window.length for row in chunk)
+            last = start + batch_size >= len(rows)
+            seconds = (max(end, covered) - covered) / SAMPLE_RATE
+            units.append((Part(index, source, chunk, last=last, seconds=seconds),))
+            covered = max(end, covered)
     lengths = [num_samples for _, _, num_samples in short]
     for batch in batch_by_length(lengths, batch_size, max_padding=MAX_PADDING) if short else []:
         units.append(tuple(Part(short[i][0], short[i][1]) for i in batch))
@@ -129,49 +181,34 @@ def plan_units(
 
 
 def plan_file_units(
-    paths: Iterable[str],
-    *,
-    batch_size: int,
-    window_samples: int | None,
-    hop_steps: int,
-    patch_size: int = 16,
-    chunk_size: int | None = None,
+    paths: Iterable[str], *, batch_size: int, cutting: Cutting, chunk_size: int | None = None
 ) -> Iterator[tuple[Part, ...]]:
     """Plan work units for audio files, a chunk of files at a time.
 
     Args:
         paths: the files, in input order (any iterable, consumed lazily).
         batch_size: the most rows per unit.
-        window_samples: the window length; ``None`` never splits a file.
-        hop_steps: time steps between window starts.
-        patch_size: ``BEATsConfig.input_patch_size``.
-        chunk_size: files whose headers are read and grouped together (default
-            ``32 * batch_size``).
+        cutting: how recordings are cut into clips and windows.
+        chunk_size: files whose headers are read and grouped together (default ``32 * batch_size``).
 
     Yields:
-        Work units. Files whose header cannot be read come first in their chunk, as
-        one unit of parts that carry their errors.
+        Work units. Files whose header cannot be read come first in their chunk, as one unit
+        of parts that carry their errors.
     """
     chunk_size = chunk_size or 32 * batch_size
     iterator = enumerate(paths)
     while chunk := list(itertools.islice(iterator, chunk_size)):
-        clips, failed = [], []
+        recordings, failed = [], []
         for index, path in chunk:
             try:
                 info = audio_info(path)
             except AudioDecodeError as e:
-                failed.append(Part(index, str(path), error=e))
+                failed.append(Part(index, os.fspath(path), error=e))
                 continue
-            clips.append((index, str(path), round(info.frames * SAMPLE_RATE / info.sample_rate)))
+            recordings.append((index, os.fspath(path), round(info.frames * SAMPLE_RATE / info.sample_rate)))
         if failed:
             yield tuple(failed)
-        yield from plan_units(
-            clips,
-            batch_size=batch_size,
-            window_samples=window_samples,
-            hop_steps=hop_steps,
-            patch_size=patch_size,
-        )
+        yield from plan_units(recordings, batch_size=batch_size, cutting=cutting)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -181,20 +218,11 @@ class UnitDecoder(torch.utils.data.Dataset):
     Used directly in the main process, or by a DataLoader whose sampler yields units.
 
     Args:
-        window_samples: the window length in samples (for clips decoded whole that turn
-            out longer than their header said), or ``None``.
-        hop_steps: time steps between window starts.
-        min_samples: the shortest input of the model; shorter rows are zero-padded to it.
-        patch_size: ``BEATsConfig.input_patch_size``.
+        cutting: how recordings are cut into clips and windows.
     """
 
-    def __init__(
-        self, window_samples: int | None, hop_steps: int, min_samples: int, patch_size: int = 16
-    ) -> None:
-        self.window_samples = window_samples
-        self.hop_steps = hop_steps
-        self.min_samples = min_samples
-        self.patch_size = patch_size
+    def __init__(self, cutting: Cutting) -> None:
+        self.cutting = cutting
 
     def __getitem__(self, unit: tuple[Part, ...]) -> DecodedBatch:
         """Decode one work unit."""
@@ -207,47 +235,49 @@ class UnitDecoder(torch.utils.data.Dataset):
                 batch.errors[part.index] = part.error
                 continue
             try:
-                rows, waveforms = self._decode(part)
+                rows, waveforms, seconds = self._decode(part)
             except AudioDecodeError as e:
                 batch.errors[part.index] = e
                 continue
             batch.rows.extend(rows)
             pieces.extend(waveforms)
+            batch.seconds += seconds
         if pieces:
-            batch.waveforms, _ = pad_waveforms(pieces, min_length=self.min_samples)
+            batch.waveforms, _ = pad_waveforms(pieces, min_length=self.cutting.min_samples)
         return batch
 
-    def _decode(self, part: Part) -> tuple[list[Row], list[torch.Tensor]]:
-        if part.windows is None:
-            waveform = self._read(part.source, 0, None)
-            windows = plan_windows(waveform.shape[0], self.window_samples, self.hop_steps, self.patch_size)
-            base = 0
-        else:
-            windows = list(part.windows)
-            base = windows[0].start
-            stop = max(window.start + window.length for window in windows)
-            waveform = self._read(part.source, base, stop - base)
-        rows, pieces = [], []
-        for window in windows:
-            piece = waveform[window.start - base : window.start - base + window.length]
-            # A window past the end of what was decoded (the header overstated the length) is dropped.
-            if piece.shape[0] == 0 or (window.start > 0 and piece.shape[0] < self.min_samples):
-                continue
-            rows.append(
-                Row(part.index, Window(window.start, piece.shape[0], window.keep_start, window.keep_stop))
+    def _decode(self, part: Part) -> tuple[list[Row], list[torch.Tensor], float]:
+        if part.rows is None:
+            waveform = _read(part.source, 0, None)
+            rows = self.cutting.rows(part.index, waveform.shape[0])
+            return (
+                rows,
+                [waveform[r.window.start : r.window.start + r.window.length] for r in rows],
+                (waveform.shape[0] / SAMPLE_RATE),
             )
+        base = min(row.window.start for row in part.rows)
+        stop = max(row.window.start + row.window.length for row in part.rows)
+        waveform = _read(part.source, base, stop - base)
+        decoded_end = base + waveform.shape[0]
+        rows, pieces = [], []
+        for row in part.rows:
+            piece = waveform[row.window.start - base : row.window.start - base + row.window.length]
+            # A window past the end of what was decoded (the header overstated the length) is dropped.
+            if piece.shape[0] == 0 or (row.window.start > 0 and piece.shape[0] < self.cutting.min_samples):
+                continue
+            clip = Clip(row.clip.start, min(row.clip.stop, decoded_end))
+            rows.append(replace(row, clip=clip, window=replace(row.window, length=piece.shape[0])))
             pieces.append(piece)
-        return rows, pieces
+        seconds = part.seconds or 0.0
+        return rows, pieces, seconds
 
-    @staticmethod
-    def _read(source: str | torch.Tensor, offset: int, length: int | None) -> torch.Tensor:
-        if isinstance(source, torch.Tensor):
-            return source[offset:] if length is None else source[offset : offset + length]
-        return load_audio(
-            source,
-            offset=offset / SAMPLE_RATE,
-            duration=None if length is None else length / SAMPLE_RATE,
-        )
+
+def _read(source: str | torch.Tensor, offset: int, length: int | None) -> torch.Tensor:
+    if isinstance(source, torch.Tensor):
+        return source[offset:] if length is None else source[offset : offset + length]
+    return load_audio(
+        source, offset=offset / SAMPLE_RATE, duration=None if length is None else length / SAMPLE_RATE
+    )
 
 
 def _identity(batch: DecodedBatch) -> DecodedBatch:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from beats_core.errors import ConfigError
-from beats_core.geometry import step_samples
 from beats_extract.storage import load_features, save_features
 
 if TYPE_CHECKING:
@@ -173,10 +172,4 @@ class FeatureIndex:
 
 def extractor_metadata(extractor: BEATsFeatureExtractor) -> dict[str, Any]:
     """What to record about an extractor so that queries can be embedded the same way."""
-    return {
-        "model": extractor.model_name,
-        "pooling": None if extractor.pooling is None else extractor.pooling.name,
-        "layer": "all" if extractor.stacked else extractor.layers,
-        "window_seconds": None if extractor.window_samples is None else extractor.window_samples / 16000,
-        "hop_seconds": extractor.hop_steps * step_samples(extractor.model.cfg.input_patch_size) / 16000,
-    }
+    return extractor.settings()
