@@ -89,9 +89,12 @@ def test_evaluation_cuts_long_clips_into_deterministic_windows(long_clips):
         (1, 2),
         (2, 0),
     ]
-    assert dataset.lengths().tolist() == [16000] * 6 + [1600]
-    last = items[5]["waveform"].numpy()  # aligned to the end of the 2.5 s clip
-    np.testing.assert_allclose(last[300:-300], whole[-16000 + 300 : -300], atol=0.01)
+    # The one clip rule (ClipRule.windows): windows of 1 s every 6 whole time steps (0.96 s); the
+    # last one of the 2.5 s clip holds what is left, as the feature extractor's windows do.
+    assert dataset.lengths().tolist() == [16000] * 5 + [40000 - 2 * 15360, 1600]
+    last = items[5]["waveform"].numpy()
+    assert last.shape == (40000 - 2 * 15360,)
+    np.testing.assert_allclose(last[300:-300], whole[2 * 15360 + 300 : -300], atol=0.01)
     np.testing.assert_array_equal(dataset[4]["waveform"].numpy(), items[4]["waveform"].numpy())
     assert len(AudioDataset(long_clips)) == 3  # whole clips without max_duration
 

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from beats_core.audio import audio_info, load_audio
 from beats_core.batching import MIN_WAVEFORM_SAMPLES, pad_waveforms
+from beats_core.clips import ClipRule
 from beats_core.errors import AudioDecodeError, ConfigError, DatasetError
 from beats_core.geometry import SAMPLE_RATE
 from beats_data.frame import CATEGORY, FILENAME, require_columns, resolve_paths
@@ -116,10 +117,11 @@ class AudioDataset(Dataset):
             (row, 0.0, None, 0) for row in range(len(self.paths))
         ]
         if not train and max_duration is not None:
+            windows = ClipRule.windows(max_duration)
             self._items = [
                 window
                 for row, length in enumerate(self.durations())
-                for window in _windows(row, length, max_duration)
+                for window in _windows(row, round(length * SAMPLE_RATE), windows)
             ]
         self._reported: set[str] = set()
 
@@ -175,32 +177,36 @@ class AudioDataset(Dataset):
     def _load(self, row: int, offset: float, duration: float | None) -> torch.Tensor:
         path = self.paths[row]
         if not self.train or self.max_duration is None:
-            waveform = load_audio(path, sample_rate=self.sample_rate, offset=offset, duration=duration)
-        elif self._durations is not None and self._durations[row] > self.max_duration:
+            return load_audio(path, sample_rate=self.sample_rate, offset=offset, duration=duration)
+        crop = ClipRule(self.max_duration)
+        if self._durations is not None and self._durations[row] > self.max_duration:
             # decode only a random window; a header that overstates the length falls back to the whole clip
-            start = float(torch.rand(()) * (self._durations[row] - self.max_duration))
+            clip = crop.random_clip(round(self._durations[row] * SAMPLE_RATE), float(torch.rand(())))
             try:
                 waveform = load_audio(
-                    path, sample_rate=self.sample_rate, offset=start, duration=self.max_duration
+                    path, sample_rate=self.sample_rate, offset=clip.start_seconds, duration=self.max_duration
                 )
             except AudioDecodeError:
                 waveform = load_audio(path, sample_rate=self.sample_rate)
         else:
             waveform = load_audio(path, sample_rate=self.sample_rate)
-        limit = None if self.max_duration is None else round(self.max_duration * self.sample_rate)
-        if limit is not None and waveform.shape[0] > limit:
-            start = int(torch.randint(0, waveform.shape[0] - limit + 1, ())) if self.train else 0
-            waveform = waveform[start : start + limit]
+        if waveform.shape[0] > crop.clip_samples:
+            clip = crop.random_clip(waveform.shape[0], float(torch.rand(())))
+            waveform = waveform[clip.start : clip.stop]
         return waveform
 
 
-def _windows(row: int, length: float, window: float) -> list[tuple[int, float, float | None, int]]:
-    """The evaluation windows of one clip: ``window`` seconds each, the last one aligned to the end."""
-    if length <= window:
+def _windows(row: int, num_samples: int, rule: ClipRule) -> list[tuple[int, float, float | None, int]]:
+    """The evaluation windows of one clip, cut by the one clip rule: ``(row, offset, duration, number)``.
+
+    The windows are those the feature extractor processes a recording in
+    (:meth:`beats_core.clips.ClipRule.windows`). A clip of one window (or of unknown length) is
+    decoded whole.
+    """
+    clips = rule.clips(num_samples)
+    if len(clips) <= 1:
         return [(row, 0.0, None, 0)]
-    count = math.ceil(length / window - 1e-9)
-    starts = [min(k * window, length - window) for k in range(count)]
-    return [(row, start, window, k) for k, start in enumerate(starts)]
+    return [(row, clip.start_seconds, clip.num_samples / SAMPLE_RATE, k) for k, clip in enumerate(clips)]
 
 
 class AudioCollator:
