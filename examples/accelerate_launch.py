@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from beats_train.launch import exit_after_launch
+from beats_core.launch import exit_after_launch
 from beats_trainer import DEFAULT_MODEL, BeatsError, BEATsTrainer
 from beats_trainer.config import TrainingConfig
 from beats_trainer.datasets import make_synthetic_dataset

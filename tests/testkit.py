@@ -336,3 +336,30 @@ def make_fold_dataset(root: str | Path, folds: int, clips_per_fold: int, *, seco
                 write_audio(path, sound_clip(name, seconds, seed=10000 * k + 100 * fold + i), 16000)
                 rows.append((str(path), name, fold))
     return pd.DataFrame(rows, columns=["filename", "category", "fold"])
+
+
+# ----------------------------------------------------------------------------- stores of embeddings
+#: ``beats extract`` arguments of the multi-process store tests: 2 s clips, float32, no workers.
+STORE_ARGUMENTS = ["--clip-seconds", "2.0", "--dtype", "float32", "--workers", "0", "--no-progress"]
+
+
+def archive_recordings(root: Path) -> list[Path]:
+    """Recordings of very different lengths (0.7 to 14 s), so that a fair share is not a share of files."""
+    lengths = [14.0, 1.0, 1.5, 6.0, 0.7, 9.0, 2.2, 3.3]
+    return [
+        write_audio(root / f"r{i}.flac", class_sound(i % 3, seconds, 22050, seed=i), 22050)
+        for i, seconds in enumerate(lengths)
+    ]
+
+
+def assert_same_store_rows(first_store: Path, second_store: Path, atol: float = 1e-4) -> None:
+    """Two stores hold the same rows (paths, starts, ends) and embeddings within ``atol``, in any order."""
+    from beats_extract.store import read_store
+
+    first, second = read_store(first_store), read_store(second_store)
+    i = np.lexsort((first.starts, np.array(first.paths)))
+    j = np.lexsort((second.starts, np.array(second.paths)))
+    assert [first.paths[k] for k in i] == [second.paths[k] for k in j]
+    np.testing.assert_allclose(first.starts[i], second.starts[j])
+    np.testing.assert_allclose(first.ends[i], second.ends[j])
+    np.testing.assert_allclose(first.features[i], second.features[j], atol=atol)

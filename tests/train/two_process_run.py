@@ -38,8 +38,8 @@ sys.addaudithook(_audit)
 from accelerate import PartialState  # noqa: E402
 from accelerate.utils import gather_object  # noqa: E402
 
+from beats_core.launch import exit_after_launch  # noqa: E402
 from beats_train import BEATsTrainer, DataConfig, TrainingConfig  # noqa: E402
-from beats_train.launch import exit_after_launch  # noqa: E402
 
 trainer = BEATsTrainer(DataConfig(**settings["data"]), TrainingConfig(**settings["training"]))
 results = trainer.train()

@@ -21,6 +21,7 @@ __all__ = [
     "MissingDependencyError",
     "PluginError",
     "PluginWarning",
+    "StoreError",
     "TrainingError",
     "UnknownLoaderError",
     "UnknownModelError",
@@ -84,6 +85,10 @@ class UnknownPresetError(UnknownNameError, ConfigError):
 
 class HubError(BeatsError, OSError):
     """Uploading to the Hugging Face Hub failed (no access, no network, or the Hub refused the files)."""
+
+
+class StoreError(BeatsError, OSError):
+    """A store of embeddings is damaged, or was made with other settings than those asked for now."""
 
 
 class TrainingError(BeatsError, RuntimeError):

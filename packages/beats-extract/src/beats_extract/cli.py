@@ -13,7 +13,14 @@ from typing import Any
 
 from beats_core.hookspecs import SubParsers
 
-__all__ = ["add_commands", "parse_layer", "run_extract", "run_search"]
+__all__ = [
+    "add_commands",
+    "add_extract_arguments",
+    "build_extractor",
+    "parse_layer",
+    "run_extract",
+    "run_search",
+]
 
 
 def parse_layer(text: str) -> int | list[int] | str:
@@ -64,6 +71,60 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | 
     )
 
 
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``beats extract`` (and of ``python -m beats_extract``).
+
+    Args:
+        parser: the parser to add them to.
+    """
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio files, folders (searched recursively) or .txt files listing paths",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="a folder: a store of Parquet parts, written as it goes and resumable (for archives); or one "
+        "file, features.npz or features.parquet (for small jobs)",
+    )
+    _add_model_options(parser, model_default=None)
+    parser.add_argument(
+        "--pooling",
+        default="mean",
+        help="mean, max, first, last, meanstd, a plugin's, or none (one row per 0.16 s time step) (default: mean)",
+    )
+    parser.add_argument(
+        "--layer",
+        type=parse_layer,
+        default=-1,
+        help="hidden state: -1 (last, default), an index, a list like 4,8,12 (concatenated) or all (stacked)",
+    )
+    parser.add_argument(
+        "--clip-seconds",
+        type=float,
+        help="one row per clip of this length, each embedded alone (default: one row per file)",
+    )
+    parser.add_argument(
+        "--clip-overlap", type=float, default=0.0, help="seconds shared by consecutive clips (default: 0)"
+    )
+    parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=10.0,
+        help="longer files or clips are processed in windows of this length and pooled (default: 10)",
+    )
+    parser.add_argument(
+        "--hop-seconds", type=float, default=None, help="step between windows (default: no overlap)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing store or file instead of adding to it"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def add_commands(subparsers: SubParsers) -> None:
     """Add ``extract`` and ``search`` to the ``beats`` parser.
 
@@ -72,103 +133,129 @@ def add_commands(subparsers: SubParsers) -> None:
     """
     extract = subparsers.add_parser(
         "extract",
-        help="compute BEATs embeddings of audio files",
+        help="compute BEATs embeddings of audio files, per file or per clip",
         description=(
-            "Compute one BEATs embedding per audio file and save them with the path of each row. "
-            "Files that cannot be decoded are listed at the end; the exit status is 1 only if "
-            "nothing could be extracted."
+            "Compute BEATs embeddings of audio files, one row per file or per clip (--clip-seconds), with the "
+            "path, start and end of each row. Into a folder, the rows go into a store of Parquet parts as they "
+            "are computed: run the same command again after an interruption and only what is missing is "
+            "extracted. Several processes: accelerate launch [options] -m beats_extract ARGS, or torchrun "
+            "--nproc_per_node N -m beats_extract ARGS. Files that cannot be decoded are listed at the end; the "
+            "exit status is 1 only if nothing could be extracted."
         ),
     )
-    extract.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="audio files, folders (searched recursively) or .txt files listing paths",
-    )
-    extract.add_argument(
-        "-o",
-        "--out",
-        required=True,
-        help="output file: features.npz, or features.parquet (needs pandas, pyarrow)",
-    )
-    _add_model_options(extract, model_default=None)
-    extract.add_argument(
-        "--pooling", default="mean", help="mean, max, first, last, meanstd or a plugin's (default: mean)"
-    )
-    extract.add_argument(
-        "--layer",
-        type=parse_layer,
-        default=-1,
-        help="hidden state: -1 (last, default), an index, a list like 4,8,12 (concatenated) or all (stacked)",
-    )
-    extract.add_argument(
-        "--window-seconds",
-        type=float,
-        default=10.0,
-        help="longer files are processed in windows of this length",
-    )
-    extract.add_argument(
-        "--hop-seconds", type=float, default=None, help="step between windows (default: no overlap)"
-    )
+    add_extract_arguments(extract)
     extract.set_defaults(func=run_extract)
 
     search = subparsers.add_parser(
         "search",
-        help="find the files most similar to a query sound",
+        help="find the files or clips most similar to a query sound",
         description=(
-            "Rank the files of a features file (written by `beats extract`) by cosine similarity to each "
-            "query file, embedded with the same model, pooling and layer."
+            "Rank the rows of a store or features file (written by `beats extract`) by cosine similarity to each "
+            "query file, embedded with the same model and settings."
         ),
     )
-    search.add_argument("index", metavar="INDEX", help="a .npz or .parquet file written by `beats extract`")
+    search.add_argument(
+        "index", metavar="INDEX", help="a store folder, or a .npz or .parquet file written by `beats extract`"
+    )
     search.add_argument("queries", nargs="+", metavar="QUERY", help="audio files to search for")
     search.add_argument("-k", "--top", type=int, default=5, help="results per query (default: 5)")
     _add_model_options(search, model_default=None)
     search.set_defaults(func=run_search)
 
 
-def run_extract(args: argparse.Namespace) -> int:
-    """Run ``beats extract``.
+def build_extractor(args: argparse.Namespace, device: str | None = None) -> Any:
+    """The :class:`~beats_extract.extractor.BEATsFeatureExtractor` that parsed ``extract`` arguments ask for.
 
     Args:
-        args: the parsed arguments of :func:`add_commands`.
+        args: the parsed arguments of :func:`add_extract_arguments`.
+        device: a device that overrides ``--device`` (a process's own GPU in a multi-process run).
 
     Returns:
-        0 if at least one file was extracted, 1 if none could be.
+        The extractor.
     """
-    import warnings
+    from beats_extract.extractor import BEATsFeatureExtractor
 
-    import numpy as np
-
-    from beats_extract.extractor import BEATsFeatureExtractor, SkippedFileWarning
-    from beats_extract.inputs import find_audio_files
-    from beats_extract.search import extractor_metadata
-    from beats_extract.storage import check_feature_path, save_features
-
-    out = check_feature_path(args.out)
-    files = find_audio_files(args.inputs)
-    extractor = BEATsFeatureExtractor(
+    return BEATsFeatureExtractor(
         args.model,
-        pooling=args.pooling,
+        pooling=None if str(args.pooling).lower() == "none" else args.pooling,
         layer=args.layer,
-        device=args.device,
+        device=device or args.device,
         dtype=args.dtype,
         batch_size=args.batch_size,
         num_workers=args.workers,
         window_seconds=args.window_seconds,
         hop_seconds=args.hop_seconds,
+        clip_seconds=args.clip_seconds,
+        clip_overlap=args.clip_overlap,
     )
-    rows: list[Any] = []
-    paths: list[str] = []
-    failures: list[str] = []
+
+
+def run_extract(args: argparse.Namespace, group: Any = None) -> int:
+    """Run ``beats extract``: into a store (a folder) or into one ``.npz``/``.parquet`` file.
+
+    Args:
+        args: the parsed arguments of :func:`add_extract_arguments`.
+        group: the processes of a multi-process run (:class:`~beats_extract.archive.ProcessGroup`);
+            ``None`` for this process alone.
+
+    Returns:
+        0 if at least one file was extracted (or all were already in the store), 1 if none could be.
+    """
+    from beats_extract.inputs import find_audio_files
+    from beats_extract.storage import check_feature_path, is_store_path
+
+    files = find_audio_files(args.inputs)
+    if not is_store_path(args.out):
+        check_feature_path(args.out)
+        return _extract_to_file(args, files)
+    from beats_extract.archive import ProcessGroup, embed_into_store
+
+    group = group or ProcessGroup()
+    extractor = build_extractor(args, device=None if group.world_size == 1 else group.device)
+    run = embed_into_store(
+        extractor, files, args.out, overwrite=args.overwrite, progress=not args.no_progress, group=group
+    )
+    where = f"process {group.rank}: " if group.world_size > 1 else ""
+    if run.failures:
+        print(
+            f"{where}{len(run.failures)} file(s) could not be decoded (retried by the next run):",
+            file=sys.stderr,
+        )
+        for reason in run.failures.values():
+            print(f"  {reason}", file=sys.stderr)
+    print(
+        f"{where}embedded {run.embedded} file(s) ({run.rows} rows); {run.skipped} were already in the store "
+        f"{args.out}"
+    )
+    if run.summary:
+        summary = run.summary
+        print(
+            f"store {args.out}: {summary['recordings']} file(s), {summary['rows']} rows in {summary['parts']} part(s)"
+        )
+    return 0 if run.embedded or run.skipped or not files else 1
+
+
+def _extract_to_file(args: argparse.Namespace, files: list[Any]) -> int:
+    import warnings
+
+    import numpy as np
+
+    from beats_extract.extractor import SkippedFileWarning
+    from beats_extract.storage import save_features
+
+    extractor = build_extractor(args)
+    paths, starts, ends, rows, failures = [], [], [], [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedFileWarning)  # listed together at the end instead
-        for result in extractor.stream_from_files(files, on_error="skip"):
+        for result in extractor.stream_from_files(files, on_error="skip", progress=not args.no_progress):
             if result.error is not None:
                 failures.append(str(result.error))
-            else:
-                rows.append(result.features)
-                paths.append(result.path)
+                continue
+            first, last, features = result.rows()
+            paths.extend([result.path] * len(first))
+            starts.append(first)
+            ends.append(last)
+            rows.append(features)
     if failures:
         print(f"{len(failures)} of {len(files)} files could not be decoded:", file=sys.stderr)
         for failure in failures:
@@ -176,10 +263,17 @@ def run_extract(args: argparse.Namespace) -> int:
     if not rows:
         print("beats: error: no embeddings extracted; nothing written", file=sys.stderr)
         return 1
-    features = np.stack(rows)
-    save_features(out, features, paths, metadata=extractor_metadata(extractor))
+    features = np.concatenate(rows)
+    save_features(
+        args.out,
+        features,
+        paths,
+        metadata=extractor.settings(),
+        starts=np.concatenate(starts),
+        ends=np.concatenate(ends),
+    )
     shape = "x".join(str(n) for n in features.shape[1:])
-    print(f"wrote {len(rows)} embeddings ({shape}) to {out}")
+    print(f"wrote {len(features)} embeddings ({shape}) of {len(files) - len(failures)} file(s) to {args.out}")
     return 0
 
 

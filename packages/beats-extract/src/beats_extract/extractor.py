@@ -31,7 +31,7 @@ from beats_core.clips import Clip, ClipRule
 from beats_core.devices import resolve_device, resolve_dtype
 from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
 from beats_core.factory import create_model
-from beats_core.geometry import SAMPLE_RATE
+from beats_core.geometry import SAMPLE_RATE, min_num_samples
 from beats_core.model import BEATs
 from beats_extract.accumulators import FrameAccumulator, FrameEmbeddings, PooledAccumulator
 from beats_extract.loading import (
@@ -132,6 +132,28 @@ class FileFeatures:
     features: Features | None
     error: AudioDecodeError | None = None
     seconds: float = 0.0
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The result as table rows: ``(starts, ends, features)``.
+
+        One row for a recording's vector (from 0 to its end), one per clip, or one per time
+        step with frame-level output (a step spans 175 ms around its timestamp).
+
+        Returns:
+            float64 ``(n,)`` starts and ends in seconds, and float32 ``(n, *shape)`` features
+            (``n = 0`` for a skipped file).
+        """
+        features = self.features
+        if features is None:
+            return np.zeros(0), np.zeros(0), np.zeros((0, 0), dtype=np.float32)
+        if isinstance(features, ClipFeatures):
+            if isinstance(features.features, np.ndarray):
+                return features.starts, features.ends, features.features
+            parts = [_frame_rows(frames) for frames in features.features]
+            return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
+        if isinstance(features, FrameEmbeddings):
+            return _frame_rows(features)
+        return np.zeros(1), np.array([self.seconds]), features[None]
 
 
 def _default_workers(device: torch.device) -> int:
@@ -635,6 +657,11 @@ def _named(features: Features | None, path: str) -> Features | None:
     if isinstance(features, ClipFeatures):
         return replace(features, paths=[path] * len(features))
     return features
+
+
+def _frame_rows(frames: FrameEmbeddings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    half = min_num_samples() / SAMPLE_RATE / 2
+    return frames.timestamps - half, frames.timestamps + half, frames.embeddings
 
 
 def _check_on_error(on_error: str) -> None:

@@ -5,7 +5,7 @@
     accelerate launch --multi_gpu --num_processes 2 -m beats_train esc50:/data/ESC-50-master --test-fold 1
 
 It takes the arguments of ``beats train`` and ends with
-:func:`beats_train.launch.exit_after_launch` (every process waits for the others, then
+:func:`beats_core.launch.exit_after_launch` (every process waits for the others, then
 leaves without interpreter shutdown, which can abort a gloo process after the work is done).
 """
 
@@ -17,7 +17,7 @@ import sys
 def main() -> None:
     """Run ``beats train`` with this process's arguments, then exit cleanly."""
     from beats_core.cli import main as beats_main
-    from beats_train.launch import exit_after_launch
+    from beats_core.launch import exit_after_launch
 
     try:
         status = beats_main(["train", *sys.argv[1:]])

@@ -1,11 +1,11 @@
-"""Ending a script started with ``accelerate launch`` cleanly.
+"""Ending a script started with ``accelerate launch`` or ``torchrun`` cleanly.
 
 With torch's gloo backend (CPU processes) a process sometimes aborts while the Python
 interpreter shuts down, after all the work is done ("terminate called without an active
 exception"), so the launcher reports a failure. :func:`exit_after_launch` avoids the
 shutdown: every process waits for the others, the process group is closed, output and logs
-are flushed, and the process leaves with ``os._exit``. ``python -m beats_train`` ends this way; call it at the end of your own
-training scripts too::
+are flushed, and the process leaves with ``os._exit``. ``python -m beats_train`` and
+``python -m beats_extract`` end this way; call it at the end of your own training scripts too::
 
     results = BEATsTrainer(...).train()
     exit_after_launch(0)
