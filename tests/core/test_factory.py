@@ -128,3 +128,18 @@ def test_a_copied_checkpoint_keeps_its_own_path(reference_dir: Path, tmp_path: P
     copy = tmp_path / "copy.pt"
     shutil.copy(reference_dir / "tiny_pretrained.pt", copy)
     assert create_model(str(copy)).checkpoint_path == copy
+
+
+def test_the_encoder_fingerprint_ignores_the_head_and_sees_weights_and_fbank_statistics(reference_dir, tmp_path):
+    from beats_core.factory import encoder_sha256, save_checkpoint
+
+    pretrained = create_model(reference_dir / "tiny_pretrained.pt")
+    probe = create_model(reference_dir / "tiny_pretrained.pt")
+    probe.reset_classifier(3)  # a linear probe: same encoder, a new head
+    probe.label_dict = {0: "a", 1: "b", 2: "c"}
+    reloaded = create_model(save_checkpoint(probe, tmp_path / "probe.pt"))
+    assert encoder_sha256(pretrained) == encoder_sha256(probe) == encoder_sha256(reloaded)
+    assert encoder_sha256(pretrained) != encoder_sha256(create_model(reference_dir / "tiny_finetuned.pt"))
+    other_statistics = create_model(reference_dir / "tiny_pretrained.pt")
+    other_statistics.cfg.fbank_mean += 1.0
+    assert encoder_sha256(other_statistics) != encoder_sha256(pretrained)

@@ -82,7 +82,7 @@ def test_rows_are_the_extractors_clips_and_every_tool_reads_the_store(tiny_check
     assert (
         settings["clip_seconds"] == 2.5
         and settings["feature_shape"] == [64]
-        and len(settings["model_sha256"]) == 64
+        and len(settings["model_sha256"]) == len(settings["encoder_sha256"]) == 64
     )
     assert manifest["summary"]["recordings"] == len(recordings) and manifest["summary"]["failures"] == []
     assert load_features(tmp_path / "store").features.shape == (len(expected), 64)
@@ -115,7 +115,7 @@ def test_other_settings_or_another_model_are_refused_unless_overwritten(
             _extractor(tiny_checkpoint, clip_seconds=5.0), recordings, tmp_path / "store", progress=False
         )
     other = _extractor(reference_dir / "tiny_finetuned.pt")
-    with pytest.raises(StoreError, match=r"model_sha256=.*--overwrite"):
+    with pytest.raises(StoreError, match=r"encoder_sha256=.*--overwrite"):
         embed_into_store(other, recordings, tmp_path / "store", progress=False)
     run = embed_into_store(other, recordings[:1], tmp_path / "store", overwrite=True, progress=False)
     assert run.skipped == 0 and completed_recordings(tmp_path / "store") == {str(recordings[0]): run.rows}

@@ -54,6 +54,7 @@ __all__ = [
     "CheckpointFile",
     "ensure_checkpoint",
     "fetch_checkpoint",
+    "file_sha256",
     "find_cached_checkpoint",
     "hub_cache_dir",
     "hub_endpoint",
@@ -579,6 +580,18 @@ def _validated(path: Path, *, sha256: str | None, size: int | None, read: bool) 
         with _verified_lock:
             _verified.add(key)
     return CheckpointFile(Path(path), content)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's content, read in blocks (a checkpoint's, for provenance records).
+
+    Args:
+        path: the file.
+
+    Returns:
+        64 hex digits.
+    """
+    return _sha256(Path(path))
 
 
 def _sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ nothing is initialised twice.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "RANDOM_PREFIX",
     "LoadedCheckpoint",
     "create_model",
+    "encoder_sha256",
     "load_checkpoint",
     "model_from_checkpoint",
     "save_checkpoint",
@@ -199,6 +201,28 @@ def save_checkpoint(
             )
         checkpoint["label_dict"] = {int(k): labels[k] for k in sorted(labels)}
     return write_checkpoint(path, checkpoint)
+
+
+def encoder_sha256(model: BEATs) -> str:
+    """A fingerprint of everything that makes a model's embeddings: its encoder weights and fbank statistics.
+
+    Two models with the same fingerprint give the same embeddings, whatever their heads: a
+    fine-tuned checkpoint whose encoder was frozen (a linear probe) has the fingerprint of the
+    pre-trained model it was trained on, so embeddings stored with one serve the other.
+
+    Args:
+        model: the model.
+
+    Returns:
+        64 hex digits: the SHA-256 of the fbank mean and standard deviation, then of every
+        parameter and buffer except the head (``predictor.*``), by name, as float32.
+    """
+    digest = hashlib.sha256(f"{model.cfg.fbank_mean!r} {model.cfg.fbank_std!r}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith("predictor."):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 
 from beats_core.audio import audio_info
+from beats_core.download import file_sha256
 from beats_core.errors import AudioDecodeError
+from beats_core.factory import encoder_sha256
 from beats_extract.extractor import BEATsFeatureExtractor
 from beats_extract.store import (
     EmbeddingStore,
     completed_recordings,
     finish_store,
     prepare_store,
-    weights_sha256,
 )
 
 __all__ = ["ArchiveRun", "ProcessGroup", "embed_into_store", "share_by_duration", "store_settings"]
@@ -119,15 +120,22 @@ class ProcessGroup:
 
 
 def store_settings(extractor: BEATsFeatureExtractor) -> dict[str, Any]:
-    """What a store records about how its rows are made: the extractor's settings and the weights' SHA-256.
+    """What a store records about how its rows are made.
 
     Args:
         extractor: the extractor.
 
     Returns:
-        The settings for :func:`~beats_extract.store.prepare_store`.
+        The extractor's settings, the SHA-256 of its checkpoint file (``model_sha256``, None for a
+        model built in memory) and the fingerprint of its encoder (``encoder_sha256``), for
+        :func:`~beats_extract.store.prepare_store`.
     """
-    return {**extractor.settings(), "model_sha256": weights_sha256(extractor.model)}
+    path = extractor.model.checkpoint_path
+    return {
+        **extractor.settings(),
+        "model_sha256": None if path is None else file_sha256(path),
+        "encoder_sha256": encoder_sha256(extractor.model),
+    }
 
 
 def share_by_duration(durations: Sequence[float], count: int) -> list[list[int]]:

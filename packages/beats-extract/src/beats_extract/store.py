@@ -21,15 +21,15 @@ moment a run is killed at, and the next run with the same settings extracts only
 recordings that are not in a part yet. Recordings that cannot be decoded are listed in the
 manifest with the reason and retried by the next run.
 
-The manifest records the model (its spec and the SHA-256 of its weights), pooling, layer, clip
-and window settings, precision, embedding shape and library version; a run with other settings
-or another model stops with an error naming the difference, unless it overwrites the store.
+The manifest records the model (its spec, the SHA-256 of its checkpoint file, and the fingerprint
+of its encoder, :func:`beats_core.factory.encoder_sha256`), pooling, layer, clip and window
+settings, precision, embedding shape and library version; a run with other settings or another
+encoder stops with an error naming the difference, unless it overwrites the store.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import time
@@ -60,7 +60,7 @@ __all__ = [
 MANIFEST_NAME = "_manifest.json"
 #: The settings two runs must share to write into one store.
 SETTINGS_COMPARED = (
-    "model_sha256",
+    "encoder_sha256",
     "pooling",
     "layer",
     "clip_seconds",
@@ -106,8 +106,8 @@ def prepare_store(
 
     Args:
         folder: the store's folder (created if needed).
-        settings: how the rows are made (:meth:`BEATsFeatureExtractor.settings` plus
-            ``model_sha256``); the keys of :data:`SETTINGS_COMPARED` must match an existing store.
+        settings: how the rows are made (:func:`beats_extract.archive.store_settings`); the keys
+            of :data:`SETTINGS_COMPARED` must match an existing store.
         overwrite: delete an existing store's parts and manifest and start afresh.
 
     Returns:
@@ -366,28 +366,6 @@ def read_store(folder: str | os.PathLike[str]) -> StoredEmbeddings:
             paths.extend([path] * rows)
         row += count
     return StoredEmbeddings(features, paths, starts, ends, manifest)
-
-
-def weights_sha256(model: Any) -> str:
-    """The SHA-256 that identifies a model's weights: of its checkpoint file, else of its tensors.
-
-    Args:
-        model: a :class:`~beats_core.model.BEATs`.
-
-    Returns:
-        64 hex digits.
-    """
-    path = getattr(model, "checkpoint_path", None)
-    digest = hashlib.sha256()
-    if path is not None and Path(path).is_file():
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------
