@@ -12,7 +12,9 @@ strict ``load_state_dict``), on the CPU:
   the same decoder for both sides), ``extract_features`` on it alone under
   ``torch.no_grad()``, mean over tokens;
 * ours: ``BEATsFeatureExtractor(...).extract_from_files(paths)`` (decoding in worker
-  processes, batches grouped by length), in float32 and in bfloat16 (autocast).
+  processes, batches grouped by length), in float32, with ``dtype="auto"`` (bfloat16 where
+  the CPU has it natively, float32 elsewhere) and in bfloat16 (autocast; emulated, hence slow,
+  on CPUs without AMX or AVX512-BF16: the row says so).
 
 Both run in this process, one after the other, ``--repeats`` times, and each figure is the
 best run, because the machine may be shared. Each run gives a side the whole list of files,
@@ -38,6 +40,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,7 @@ from _flops import layers_gflop, matmul_gflops, model_gflop  # noqa: E402
 from _official import official_beats  # noqa: E402
 
 from beats_core import BEATs, BEATsConfig, load_audio  # noqa: E402
+from beats_core.devices import PrecisionWarning, has_native_bfloat16  # noqa: E402
 from beats_extract import BEATsFeatureExtractor  # noqa: E402
 
 CACHE = ROOT / "bench" / "_cache" / "extract"
@@ -109,14 +113,27 @@ def speed(args: argparse.Namespace) -> None:
         official = module.BEATs(module.BEATsConfig(config.to_dict())).eval()
         official.load_state_dict(ours.state_dict(), strict=True)
     options = {"batch_size": args.batch_size, "num_workers": args.workers}
-    float32 = BEATsFeatureExtractor(ours, **options)
-    bfloat16 = BEATsFeatureExtractor(ours, dtype="bfloat16", **options)
+    float32 = BEATsFeatureExtractor(ours, dtype="float32", **options)
+    auto = BEATsFeatureExtractor(ours, dtype="auto", **options)
+    native = has_native_bfloat16("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)  # measured on purpose where it is emulated
+        bfloat16 = BEATsFeatureExtractor(ours, dtype="bfloat16", **options)
+    print(
+        f"CPU capability: {torch.backends.cpu.get_cpu_capability()}; native bfloat16: {native}; "
+        f"dtype 'auto' is {str(auto.dtype).removeprefix('torch.')} here"
+    )
     print(
         f"{len(paths)} clips, {audio_seconds:.0f} s of audio (1-10 s; {', '.join(FORMATS)}; "
         f"{min(RATES)}-{max(RATES)} Hz), base model, CPU, {torch.get_num_threads()} threads, "
         f"{float32.num_workers} decoding worker(s), batch {args.batch_size}"
     )
-    runs = {"ours float32": float32, "ours bfloat16": bfloat16}
+    bfloat16_name = "ours bfloat16" if native else "ours bfloat16 (emulated here)"
+    runs = {
+        "ours float32": float32,
+        f"ours auto ({str(auto.dtype).removeprefix('torch.')})": auto,
+        bfloat16_name: bfloat16,
+    }
     warm = paths[:1]  # first calls in a process are slower (allocator, kernels): warm every path up
     for extractor in runs.values():
         extractor.extract_from_files(warm, progress=False)

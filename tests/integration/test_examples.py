@@ -78,6 +78,22 @@ def assert_default_model_downloaded(env: dict[str, str]) -> None:
     assert list((Path(env["HF_HOME"]) / "hub").rglob(filename)), f"{filename} was not downloaded into HF_HOME"
 
 
+# ----------------------------------------------------------------------------- archive_embeddings.py
+
+
+def test_archive_embeddings_fills_a_store_resumes_and_draws_a_timeline(hub_env, tmp_path, embed_dim):
+    result = run_example("archive_embeddings.py", ["--minutes", "1"], hub_env, tmp_path)
+    output = tmp_path / "examples-output" / "archive_embeddings"
+    assert_default_model_downloaded(hub_env)
+    # 60 s, 45 s and 30 s in 5 s clips: 12 + 9 + 6 rows; the last recording was added by the resumed run
+    assert "embedded 2 recordings, 21 clips" in result.stdout
+    assert "embedded 1 recording(s), 6 clips; 2 already in the store" in result.stdout
+    table = pd.read_parquet(output / "store")
+    assert len(table) == 27 and set(table.columns) == {"path", "start", "end", "embedding"}
+    assert len(table["embedding"].iloc[0]) == embed_dim and table["end"].max() == pytest.approx(60.0)
+    assert_png(output / "timeline.png", min_width=600, min_height=200)
+
+
 # ----------------------------------------------------------------------------- extract_and_search.py
 
 
