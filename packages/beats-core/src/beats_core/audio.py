@@ -25,6 +25,7 @@ whose header states no length is counted by decoding it, and decoding keeps what
 from __future__ import annotations
 
 import math
+import os
 import re
 import stat
 from abc import abstractmethod
@@ -256,16 +257,8 @@ def load_audio(
     if signal.shape[0] == 0:
         if start == 0 and stop is None:
             raise _decode_error(path, _ZERO_SAMPLES)
-        overstated = decoder.overstated_frames
         raise _decode_error(
-            path,
-            f"it holds no audio samples in the window starting at {offset:g} s"
-            + (
-                ""
-                if overstated is None
-                else f" (its header claims {overstated / info.sample_rate:.0f} s, more than its {size} "
-                "bytes can hold; the header is wrong)"
-            ),
+            path, f"it holds no audio samples in the window starting at {offset:g} s{decoder.header_note()}"
         )
     waveform = torch.from_numpy(np.ascontiguousarray(signal.T))
     return waveform[0] if mono else waveform
@@ -294,6 +287,8 @@ def check_waveform_values(
             position or the peak.
     """
     array = _as_numpy(waveform)
+    if array.size == 0:
+        return
     frames = array.reshape(-1, array.shape[-1]).T if array.ndim else array.reshape(1, 1)
     problem = _waveform_problem(frames, 0, sample_rate)
     if problem is not None:
@@ -434,6 +429,16 @@ class _Decoder(AbstractContextManager):
     #: The frames the header claims where that is more than the file's size can hold
     #: (``info.frames`` is then that bound, and decoding keeps what decodes); else ``None``.
     overstated_frames: int | None = None
+    size: int
+
+    def header_note(self) -> str:
+        """Words to add to an error where the header's length was not trusted, else ``""``."""
+        if self.overstated_frames is None:
+            return ""
+        return (
+            f" (its header claims {self.overstated_frames / self.info.sample_rate:.0f} s, more than its "
+            f"{self.size} bytes can hold: the header is wrong)"
+        )
 
     @abstractmethod
     def blocks(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
@@ -449,6 +454,7 @@ class _SoundfileDecoder(_Decoder):
         import soundfile
 
         self._path = path
+        self.size = size
         self._file: soundfile.SoundFile = handle  # type: ignore[assignment]
         self.length_slack = 0
         rate, channels, frames = int(self._file.samplerate), int(self._file.channels), int(self._file.frames)
@@ -512,6 +518,7 @@ class _PyAVDecoder(_Decoder):
         import av
 
         self._path = path
+        self.size = size
         self._container: av.container.InputContainer = container  # type: ignore[assignment]
         format_name = self._container.format.name
         if not self._container.streams.audio:
@@ -639,7 +646,9 @@ class _PyAVDecoder(_Decoder):
                         max(0, start - position) : block.shape[0] if stop is None else stop - position
                     ]
         except (av.error.FFmpegError, RuntimeError, ValueError, MemoryError) as e:
-            raise _decode_error(self._path, f"it is corrupt or truncated ({_first_line(e)})") from e
+            raise _decode_error(
+                self._path, f"it is corrupt or truncated ({_first_line(e)}){self.header_note()}"
+            ) from e
 
     def __exit__(self, *exc: object) -> None:
         self._container.close()
@@ -656,10 +665,11 @@ def _open_decoder(path: Path, size: int) -> _Decoder:
     # print notes on stderr about a broken one).
     soundfile_reason = "MP3 is read by FFmpeg"
     if not _starts_like_mpeg_audio(path):
+        name = os.fsencode(path)  # soundfile encodes a str strictly: names that are not UTF-8 would fail
         try:
-            handle = soundfile.SoundFile(path)
+            handle = soundfile.SoundFile(name)
         except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, MemoryError) as e:
-            soundfile_reason = _first_line(e).replace(f"Error opening {str(path)!r}: ", "").rstrip(".")
+            soundfile_reason = _first_line(e).replace(f"Error opening {name!r}: ", "").rstrip(".")
             if "does not exist" in soundfile_reason:  # libsndfile's words for a bad MPEG stream
                 soundfile_reason = "not a valid MP3 stream"
         else:

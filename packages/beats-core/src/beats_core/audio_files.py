@@ -157,7 +157,7 @@ def walk_audio_files(
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"{display_path(folder)!r} is not a folder")
+        raise ConfigError(f"{_quote(folder)} is not a folder")
     collector = _Collector(extensions)
     collector.add_folder(folder)
     collector.warn()
@@ -206,12 +206,12 @@ def find_audio_files(
             collector.add_file(path, missing_ok=False)
         else:
             raise ConfigError(
-                f"input {display_path(path)!r} does not exist; give audio files, folders or a .txt list of paths"
+                f"input {_quote(path)} does not exist; give audio files, folders or a .txt list of paths"
             )
     collector.warn()
     if not collector.files:
         raise ConfigError(
-            f"no audio files found in {', '.join(repr(display_path(i)) for i in inputs)} "
+            f"no audio files found in {', '.join(_quote(i) for i in inputs)} "
             f"(looked for {', '.join(sorted(collector.extensions))})"
         )
     return collector.files
@@ -236,7 +236,7 @@ class _Collector:
                 identity = _identity(current.stat())
                 if identity in self._folders_seen:
                     first = self._folders_seen[identity]
-                    self._skip(current, f"a link to {display_path(first)!r}, a folder already walked")
+                    self._skip(current, f"a link to {_quote(first)}, a folder already walked")
                     continue
                 self._folders_seen[identity] = current
                 with os.scandir(current) as scan:
@@ -274,7 +274,7 @@ class _Collector:
             return
         identity = _identity(status)
         if identity in self._files_seen:
-            self._skip(path, f"the same file as {display_path(self._files_seen[identity])!r}")
+            self._skip(path, f"the same file as {_quote(self._files_seen[identity])}")
             return
         self._files_seen[identity] = path
         self.files.append(path)
@@ -283,7 +283,7 @@ class _Collector:
         """One :class:`SkippedPathWarning` naming what was skipped, if anything."""
         if not self.skipped:
             return
-        named = "; ".join(f"{display_path(s.path)!r}: {s.reason}" for s in self.skipped[:_WARNING_LIMIT])
+        named = "; ".join(f"{_quote(s.path)}: {s.reason}" for s in self.skipped[:_WARNING_LIMIT])
         more = len(self.skipped) - _WARNING_LIMIT
         warnings.warn(
             f"skipped {len(self.skipped)} paths while looking for audio files: {named}"
@@ -294,6 +294,11 @@ class _Collector:
 
     def _skip(self, path: Path, reason: str) -> None:
         self.skipped.append(SkippedPath(path, reason))
+
+
+def _quote(path: str | os.PathLike[str]) -> str:
+    """A path in quotes for a message, printable whatever its bytes."""
+    return f"'{display_path(path)}'"
 
 
 def _identity(status: os.stat_result) -> tuple[int, int]:
