@@ -118,10 +118,11 @@ def scan_directory_dataset(root: str | Path, extensions: Iterable[str] = AUDIO_E
             f"no audio files ({', '.join(sorted(wanted))}) found in class folders under {display_path(root)!r}; "
             "expected ROOT/<class>/<file> (or ROOT/<split>/<class>/<file>)"
         )
-    # pandas' Arrow strings cannot hold names that are not UTF-8: those need an object column.
+    # Sorted here, not by pandas, and in an object column where a name is not UTF-8: pandas'
+    # Arrow strings (its default, also inside sort_values) cannot hold such names.
+    rows.sort(key=lambda row: (row[2], row[1], row[0]))
     text = object if any(has_undecodable_name(row[0]) for row in rows) else None
     frame = pd.DataFrame(rows, columns=[FILENAME, CATEGORY, SPLIT], dtype=text)
-    frame = frame.sort_values([SPLIT, CATEGORY, FILENAME], kind="stable", ignore_index=True)
     return frame if split_layout else frame.drop(columns=SPLIT)
 
 
