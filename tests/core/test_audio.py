@@ -253,6 +253,8 @@ def test_resample_keeps_a_tone(tmp_path):
     assert testkit.dominant_frequency(out.numpy(), 16000) == pytest.approx(1000.0, abs=1.0)
     with pytest.raises(ConfigError, match="positive"):
         resample(tone, 0, 16000)
+    with pytest.raises(ConfigError, match=r"from 1 Hz to 16000 Hz upsamples 16000x, more than the 64x"):
+        resample(tone, 1, 16000)  # 44100 samples would become 706 million
 
 
 # ---------------------------------------------------------------------------

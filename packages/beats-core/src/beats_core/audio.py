@@ -308,13 +308,19 @@ def resample(waveform: np.ndarray | torch.Tensor, orig_sample_rate: int, sample_
         samples long (rounded).
 
     Raises:
-        ConfigError: a rate is not positive or the waveform has more than 2 dimensions.
+        ConfigError: a rate is not positive, the waveform would be upsampled more than
+            :data:`MAX_UPSAMPLING` times, or it has more than 2 dimensions.
     """
     import soxr
     import torch
 
     if orig_sample_rate <= 0 or sample_rate <= 0:
         raise ConfigError(f"sample rates must be positive, got {orig_sample_rate!r} and {sample_rate!r}")
+    if sample_rate > MAX_UPSAMPLING * orig_sample_rate:
+        raise ConfigError(
+            f"resampling from {orig_sample_rate} Hz to {sample_rate} Hz upsamples "
+            f"{sample_rate / orig_sample_rate:.0f}x, more than the {MAX_UPSAMPLING}x allowed; check the rates"
+        )
     array = _as_numpy(waveform)
     if array.ndim not in (1, 2):
         raise ConfigError(f"waveform must be (samples,) or (channels, samples), got shape {array.shape}")
