@@ -248,11 +248,10 @@ class _Collector:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                path = Path(entry.path)
                 if _is_folder(entry):
-                    subfolders.append(path)
-                elif Path(entry.name).suffix.lower() in self.extensions:
-                    self.add_file(path, missing_ok=False)
+                    subfolders.append(Path(entry.path))
+                elif os.path.splitext(entry.name)[1].lower() in self.extensions:  # as Path.suffix, 3x faster
+                    self.add_file(Path(entry.path), missing_ok=False)
             pending.extend(reversed(subfolders))
 
     def add_file(self, path: Path, *, missing_ok: bool) -> None:

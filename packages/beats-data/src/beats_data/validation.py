@@ -41,10 +41,11 @@ BEATS_BANDWIDTH_HZ = TARGET_SAMPLE_RATE / 2
 #: Below this share of its energy above 8 kHz, a file loses nothing worth a mention when resampled.
 NEGLIGIBLE_ENERGY_SHARE = 0.001
 
-# Samples per spectrum when measuring the energy above 8 kHz (Hann-windowed, not overlapping).
+# The energy above 8 kHz is measured on up to this many Hann-windowed spectra of this many
+# samples, spread evenly over a file: about 3 ms a file whatever its length (a seventh of what
+# validating a 10 s file at 44.1 kHz costs), covering 3 s of its audio at 44.1 kHz.
 _SPECTRUM_SAMPLES = 1024
-# Spectra computed at once (bounds the memory of the measurement).
-_SPECTRA_PER_BLOCK = 256
+_MAX_SPECTRA = 128
 
 
 class _ReadableByKey:
@@ -335,17 +336,14 @@ _CLIP_COLUMNS = [
 
 
 def _energy_share_above(samples: np.ndarray, sample_rate: int, frequency: float) -> float:
-    """The share of a signal's energy above ``frequency`` Hz, from Hann-windowed spectra of all of it."""
+    """The share of a signal's energy above ``frequency`` Hz, from Hann-windowed spectra spread over it."""
     length = min(_SPECTRUM_SAMPLES, samples.shape[0])
     frames = samples[: samples.shape[0] - samples.shape[0] % length].reshape(-1, length)
-    window = np.hanning(length).astype(np.float32)
+    chosen = np.unique(np.linspace(0, frames.shape[0] - 1, _MAX_SPECTRA).round().astype(int))
+    power = np.abs(np.fft.rfft(frames[chosen] * np.hanning(length).astype(np.float32), axis=1)) ** 2
+    total = float(power.sum())
     above = np.fft.rfftfreq(length, 1 / sample_rate) > frequency
-    high = total = 0.0
-    for first in range(0, frames.shape[0], _SPECTRA_PER_BLOCK):
-        power = np.abs(np.fft.rfft(frames[first : first + _SPECTRA_PER_BLOCK] * window, axis=1)) ** 2
-        high += float(power[:, above].sum())
-        total += float(power.sum())
-    return high / total if total > 0 else 0.0
+    return float(power[:, above].sum()) / total if total > 0 else 0.0
 
 
 def _collate_list(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
