@@ -214,8 +214,9 @@ def load_audio(
     Returns:
         A float32 tensor: ``(samples,)`` when ``mono`` is true, else
         ``(channels, samples)``; ``samples`` is at ``sample_rate`` (about
-        ``duration * sample_rate``). Never empty; every sample is finite and at most
-        :data:`MAX_SAMPLE_MAGNITUDE` in magnitude.
+        ``duration * sample_rate``). Never empty; every sample is finite (the file's own
+        samples are at most :data:`MAX_SAMPLE_MAGNITUDE` in magnitude; resampling may
+        overshoot them by a few percent).
 
     Raises:
         AudioDecodeError: the file is missing, empty, not a regular file, truncated, not
