@@ -503,6 +503,19 @@ def test_truncated_aiff_and_ogg_are_reported(tmp_path, extension, rate, fraction
         load_audio(path)
 
 
+@pytest.mark.parametrize("fraction", [0.27, 0.66])
+@pytest.mark.parametrize("container", ["AU", "W64", "RF64", "VOC", "SVX"])
+def test_truncated_pcm_containers_are_reported(tmp_path, container, fraction):
+    path = tmp_path / f"cut.{container.lower()}"
+    soundfile.write(path, testkit.noise(3.0, 22050, amplitude=0.3), 22050, format=container, subtype="PCM_16")
+    whole = load_audio(path, sample_rate=None)
+    hostile.truncated(path, fraction)
+
+    assert whole.shape == (3 * 22050,)
+    with pytest.raises(AudioDecodeError, match=rf"cut\.{container.lower()}.*truncated"):
+        load_audio(path)
+
+
 @pytest.mark.parametrize("extension", [".ogg", ".opus"])
 def test_bytes_after_the_last_ogg_page_are_not_a_truncation(tmp_path, extension):
     rate = 48000

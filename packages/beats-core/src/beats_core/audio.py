@@ -91,11 +91,18 @@ _BLOCK_SAMPLES = 1 << 20
 # Decoded PyAV audio before the requested offset, to let the decoder settle after a seek.
 _SEEK_PREROLL_SECONDS = 0.2
 _RESAMPLE_QUALITY = "HQ"
-# libsndfile's log says "data : <declared> (should be <present>)" when a WAV's data chunk
-# (an AIFF's SSND chunk) is shorter than its header claims. 0 and 0xFFFFFFFF are
-# placeholders of streaming writers.
-_CHUNK_SHORT = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-_CHUNK_SIZE_PLACEHOLDERS = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+# libsndfile's log says "<chunk> : <declared> (should be <present>)" when the audio data is
+# shorter than a header claims: a WAV's "data", an AIFF's "SSND", an AU's "Data Size", an
+# 8SVX's "BODY", a W64's "riff" (the whole file). 0 and 0xFFFFFFFF are placeholders of
+# streaming writers. RF64 and VOC files say it in words.
+_DATA_SHORT = re.compile(
+    r"^\s*(?:data|SSND|Data Size|BODY|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE
+)
+_DATA_SIZE_PLACEHOLDERS = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+_RF64_FRAMES_SHORT = re.compile(
+    r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)"
+)
+_VOC_TRUNCATED = "Seems to be a truncated file"
 # libsndfile's frame count of a file whose header states no length (a FLAC written to a pipe).
 _SF_UNKNOWN_FRAMES = 2**63 - 1
 # An Ogg page: 27 header bytes, a table of up to 255 segment sizes, up to 255 * 255 body bytes.
@@ -472,19 +479,9 @@ class _SoundfileDecoder(_Decoder):
         bits = _soundfile_min_bits_per_frame(self._file.format, self._file.subtype, channels, rate)
         if frames > _max_frames(size, bits):
             raise _NeedsFFmpeg(f"its header claims {frames} samples, more than its {size} bytes can hold")
-        log = self._file.extra_info
-        short = [
-            (int(declared), int(present))
-            for declared, present in _CHUNK_SHORT.findall(log)
-            if int(declared) not in _CHUNK_SIZE_PLACEHOLDERS and int(declared) > int(present)
-        ]
-        if short:
-            declared, present = short[0]
-            raise _decode_error(
-                path,
-                f"it is truncated: its header declares {declared} bytes of audio data but only "
-                f"{present} are present; re-export or re-download it",
-            )
+        shortfall = _libsndfile_shortfall(self._file.extra_info)
+        if shortfall is not None:
+            raise _decode_error(path, f"it is truncated: {shortfall}; re-export or re-download it")
         if self._file.format == "OGG":
             _check_ogg_end(path, size)
         self.info = AudioInfo(
@@ -753,6 +750,19 @@ def _codec_min_bits_per_frame(codec: str, channels: int, rate: int) -> float:
     if codec in _MPEG_CODECS:
         return _MPEG_MIN_BITRATE / rate
     return _LOSSY_MIN_BITRATE / rate
+
+
+def _libsndfile_shortfall(log: str) -> str | None:
+    """What libsndfile's log says is missing from a file's audio data, or ``None``."""
+    for declared, present in _DATA_SHORT.findall(log):
+        if int(declared) not in _DATA_SIZE_PLACEHOLDERS and int(declared) > int(present):
+            return f"its header declares {declared} bytes but only {present} are present"
+    rf64 = _RF64_FRAMES_SHORT.search(log)
+    if rf64 is not None and int(rf64[1]) < int(rf64[2]):
+        return f"its header declares {rf64[2]} samples per channel but only {rf64[1]} are present"
+    if _VOC_TRUNCATED in log:
+        return "its last block is cut short"
+    return None
 
 
 def _check_ogg_end(path: Path, size: int) -> None:
