@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import tracemalloc
 
+import hostile
 import numpy as np
 import pytest
 import soundfile
@@ -12,8 +14,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beats_core import AudioDecodeError, ConfigError
-from beats_core.audio import AUDIO_EXTENSIONS, AudioInfo, audio_info, load_audio, resample
+from beats_core import AudioDecodeError, ConfigError, InvalidAudioError
+from beats_core.audio import (
+    AUDIO_EXTENSIONS,
+    AudioInfo,
+    audio_info,
+    check_waveform_values,
+    load_audio,
+    resample,
+)
 
 RATES = [8000, 22050, 44100, 48000]
 # (file name suffix, extension written, soundfile subtype, lossless)
@@ -244,6 +253,8 @@ def test_resample_keeps_a_tone(tmp_path):
     assert testkit.dominant_frequency(out.numpy(), 16000) == pytest.approx(1000.0, abs=1.0)
     with pytest.raises(ConfigError, match="positive"):
         resample(tone, 0, 16000)
+    with pytest.raises(ConfigError, match=r"from 1 Hz to 16000 Hz upsamples 16000x, more than the 64x"):
+        resample(tone, 1, 16000)  # 44100 samples would become 706 million
 
 
 # ---------------------------------------------------------------------------
@@ -329,3 +340,253 @@ def test_random_bytes_under_any_audio_extension_raise_audio_decode_error_only(tm
 
     with pytest.raises(AudioDecodeError, match="random"):
         load_audio(path)
+
+
+# ---------------------------------------------------------------------------
+# Hostile files (a fuzzing sweep's findings): a clean error or the audio, in seconds and bounded memory
+# ---------------------------------------------------------------------------
+
+
+class _Budget:
+    """Measures the wall time and the peak of traced (numpy and Python) allocations of a block."""
+
+    def __enter__(self) -> _Budget:
+        tracemalloc.start()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+        self.peak_bytes = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+def test_a_stream_without_a_decoder_is_an_audio_decode_error(tmp_path):
+    path = hostile.wav_with_zero_bits(tmp_path / "zero_bits.wav")
+
+    for read in (audio_info, load_audio):
+        with pytest.raises(AudioDecodeError, match=r"zero_bits\.wav.*no decoder reads its audio stream"):
+            read(path)
+
+
+def test_a_flac_without_a_length_is_counted_and_decoded_whole(tmp_path):
+    rate = 48000
+    signal = testkit.noise(3.0, rate, amplitude=0.3)
+    reference = testkit.write_audio(tmp_path / "reference.flac", signal, rate)
+    path = hostile.flac_without_length(tmp_path / "pipe.flac", signal, rate)
+
+    with _Budget() as budget:
+        info = audio_info(path)
+        waveform = load_audio(path, sample_rate=None)
+        window = load_audio(path, sample_rate=None, offset=1.0, duration=0.5)
+
+    assert info.frames == 3 * rate and info.sample_rate == rate  # counted, not 2**63
+    torch.testing.assert_close(waveform, load_audio(reference, sample_rate=None), atol=0, rtol=0)
+    torch.testing.assert_close(window, waveform[rate : rate + rate // 2], atol=0, rtol=0)
+    assert budget.seconds < 10 and budget.peak_bytes < 20_000_000  # the whole file is 0.6 MB of float32
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: hostile.mp3_claiming_frames(p / "tag.mp3"),
+        lambda p: hostile.flac_claiming_samples(p / "claim.flac", testkit.noise(0.5, 8000), 8000, 2**36 - 1),
+    ],
+    ids=["mp3_xing_tag", "flac_streaminfo"],
+)
+def test_a_length_claimed_beyond_the_file_size_is_capped_and_decoding_keeps_what_decodes(tmp_path, make):
+    path = make(tmp_path)
+    size = path.stat().st_size
+
+    with _Budget() as budget:
+        info = audio_info(path)
+        waveform = load_audio(path, sample_rate=None)
+        with pytest.raises(
+            AudioDecodeError,
+            match=r"(no audio samples in the window|corrupt or truncated) .*header claims .*is wrong",
+        ):
+            load_audio(path, offset=info.duration - 0.01)
+
+    # never more than the file's bytes can hold: 8 kbit/s for MPEG, 8192 frames a byte for FLAC
+    assert info.frames <= size * 8192 < 2**36 - 1
+    assert (
+        0.25 * info.sample_rate < waveform.shape[0] < 0.6 * info.sample_rate
+    )  # what is there, about 0.3-0.5 s
+    assert budget.seconds < 10 and budget.peak_bytes < 20_000_000
+
+
+def test_mp3_lengths_are_capped_by_the_lowest_mpeg_bitrate(tmp_path):
+    path = hostile.mp3_claiming_frames(tmp_path / "tag.mp3")
+
+    info = audio_info(path)
+
+    assert info.duration <= path.stat().st_size * 8 / 8000  # a 1 kB file holds at most 1 s
+
+
+@pytest.mark.parametrize("rate", [1, 999, 768001, 4_000_000])
+def test_implausible_sample_rates_are_refused(tmp_path, rate):
+    path = hostile.wav_with_rate(tmp_path / "rate.wav", rate)
+
+    with _Budget() as budget:
+        for read in (audio_info, load_audio):
+            with pytest.raises(
+                AudioDecodeError, match=rf"rate\.wav.*sample rate of {rate} Hz, outside the 1000-768000 Hz"
+            ):
+                read(path)
+
+    assert budget.seconds < 5 and budget.peak_bytes < 5_000_000  # at 1 Hz, 32 kB used to become 1 GB
+
+
+def test_the_lowest_and_highest_rates_decode_and_upsampling_is_capped(tmp_path):
+    low = hostile.wav_with_rate(tmp_path / "low.wav", 1000)
+    high = hostile.wav_with_rate(tmp_path / "high.wav", 768000)
+
+    assert load_audio(low).shape == (16 * 16000,)  # 16000 samples at 1 kHz are 16 s
+    assert load_audio(low, sample_rate=64000).shape == (64 * 16000,)
+    assert load_audio(high).shape == (round(16000 * 16000 / 768000),)
+    with pytest.raises(
+        AudioDecodeError, match=r"low\.wav.*upsampled 96x to 96000 Hz, more than the 64x allowed"
+    ):
+        load_audio(low, sample_rate=96000)
+
+
+def test_huge_float_samples_are_refused_naming_the_file_and_the_peak(tmp_path):
+    huge = hostile.float_wav(tmp_path / "huge.wav", 1e30)
+    int32_scale = hostile.float_wav(tmp_path / "int32_scale.wav", 2.0**31)
+
+    with pytest.raises(AudioDecodeError, match=r"huge\.wav.*samples reach 1e\+30, beyond the 1e\+10"):
+        load_audio(huge)
+    assert audio_info(huge).frames == 8000  # the header is fine: only decoding sees the samples
+    # floats written on the int32 scale are audio at the wrong level: they decode
+    assert load_audio(int32_scale, sample_rate=None).abs().max() == 2.0**31
+
+
+def test_the_magnitude_limit_keeps_the_fbank_finite():
+    from beats_core.audio import MAX_SAMPLE_MAGNITUDE
+    from beats_core.fbank import compute_fbank
+
+    rng = np.random.default_rng(0)
+    signs = torch.from_numpy(
+        np.sign(rng.standard_normal(16000)).astype(np.float32)
+    )  # full power at every frequency
+
+    assert torch.isfinite(compute_fbank(signs * MAX_SAMPLE_MAGNITUDE)).all()
+    assert not torch.isfinite(compute_fbank(signs * 1e13)).all()  # what the limit keeps out
+
+
+def test_check_waveform_values_on_arrays_and_tensors():
+    good = testkit.sine(440.0, 0.5, 16000)
+    nan = good.copy()
+    nan[4000] = np.nan
+    huge = np.stack([good, good * 2e12])  # peak 0.5 * 2e12
+
+    check_waveform_values(good, "clip 0")
+    check_waveform_values(torch.from_numpy(good).to(torch.bfloat16), "clip 0")
+    check_waveform_values(np.zeros(0, np.float32), "empty")
+    with pytest.raises(InvalidAudioError, match=r"^clip 3: .*NaN or infinite samples \(first at 0\.250 s\)"):
+        check_waveform_values(torch.from_numpy(nan), "clip 3", sample_rate=16000)
+    with pytest.raises(
+        InvalidAudioError, match=r"^batch: .*NaN or infinite samples \(first at sample 4000\)"
+    ):
+        check_waveform_values(np.stack([good, nan]), "batch")
+    with pytest.raises(InvalidAudioError, match=r"^row 1: its samples reach 1e\+12"):
+        check_waveform_values(huge, "row 1")
+
+
+@pytest.mark.parametrize("fraction", [0.27, 0.53, 0.66, 0.95])
+@pytest.mark.parametrize(("extension", "rate"), [(".aiff", 44100), (".ogg", 44100), (".opus", 48000)])
+def test_truncated_aiff_and_ogg_are_reported(tmp_path, extension, rate, fraction):
+    path = testkit.write_audio(tmp_path / f"cut{extension}", testkit.noise(3.0, rate, amplitude=0.3), rate)
+    hostile.truncated(path, fraction)
+
+    with pytest.raises(AudioDecodeError, match=rf"cut\{extension}.*truncated"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("fraction", [0.27, 0.66])
+@pytest.mark.parametrize("container", ["AU", "W64", "RF64", "VOC", "SVX"])
+def test_truncated_pcm_containers_are_reported(tmp_path, container, fraction):
+    path = tmp_path / f"cut.{container.lower()}"
+    soundfile.write(path, testkit.noise(3.0, 22050, amplitude=0.3), 22050, format=container, subtype="PCM_16")
+    whole = load_audio(path, sample_rate=None)
+    hostile.truncated(path, fraction)
+
+    assert whole.shape == (3 * 22050,)
+    with pytest.raises(AudioDecodeError, match=rf"cut\.{container.lower()}.*truncated"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("extension", [".ogg", ".opus"])
+def test_bytes_after_the_last_ogg_page_are_not_a_truncation(tmp_path, extension):
+    rate = 48000
+    path = testkit.write_audio(tmp_path / f"tagged{extension}", testkit.noise(1.0, rate), rate)
+    path.write_bytes(path.read_bytes() + b"TAG" + bytes(125))  # an ID3v1 tag, as some taggers append
+
+    assert abs(load_audio(path, sample_rate=None).shape[0] - rate) <= 400
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    pipe = hostile.fifo(tmp_path / "pipe.wav")
+
+    with _Budget() as budget:
+        for read in (audio_info, load_audio):
+            with pytest.raises(
+                AudioDecodeError, match=r"pipe\.wav.*a FIFO \(named pipe\), not a regular file"
+            ):
+                read(pipe)
+
+    assert budget.seconds < 5
+
+
+def test_file_names_that_are_not_utf8_decode(tmp_path):
+    good = hostile.non_utf8_path(tmp_path, b"caf\xe9.wav")  # Latin-1, as old archives name files
+    testkit.write_audio(tmp_path / "good.wav", testkit.sine(440.0, 0.5), 16000).rename(good)
+    broken = hostile.non_utf8_path(tmp_path, b"\xff.flac")
+    broken.write_bytes(b"not audio at all")
+
+    info = audio_info(good)
+    assert load_audio(good).shape == (8000,) and info.path == str(good) and info.backend == "soundfile"
+    with pytest.raises(AudioDecodeError) as raised:
+        load_audio(broken)
+    assert str(raised.value).encode("utf-8")  # the message prints: the name is escaped
+    assert "\\udcff.flac" in str(raised.value)
+
+
+_FUZZ_SOURCES = [
+    (".wav", "PCM_16"),
+    (".wav", "FLOAT"),
+    (".flac", None),
+    (".ogg", None),
+    (".aiff", None),
+    (".mp3", None),
+    (".m4a", None),
+]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    source=st.sampled_from(_FUZZ_SOURCES),
+    edits=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), min_size=1, max_size=4),
+    keep=st.one_of(st.none(), st.floats(0.05, 0.99)),
+)
+def test_mutated_headers_give_audio_or_an_audio_decode_error(tmp_path, source, edits, keep):
+    extension, subtype = source
+    path = testkit.write_audio(
+        tmp_path / f"fuzz{extension}", testkit.noise(0.5, 22050, amplitude=0.3), 22050, subtype=subtype
+    )
+    data = bytearray(path.read_bytes())
+    for position, value in edits:
+        data[position] = value
+    path.write_bytes(bytes(data[: int(len(data) * keep)] if keep else data))
+
+    with _Budget() as budget:
+        try:
+            info = audio_info(path)
+            waveform = load_audio(path)
+        except AudioDecodeError as e:
+            assert "fuzz" in str(e)
+        else:
+            assert info.frames <= path.stat().st_size * 8192
+            assert torch.isfinite(waveform).all() and waveform.abs().max() < 2e10  # 1e10 and overshoot
+            assert 0 < waveform.shape[0] <= 60 * 16000
+    assert budget.seconds < 10 and budget.peak_bytes < 100_000_000

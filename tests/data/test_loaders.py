@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
+import hostile
 import pandas as pd
 import pytest
 import testkit
 
 from beats_core import DatasetError, PluginError, hookimpl
+from beats_core.audio_files import SkippedPathWarning
 from beats_core.plugins import get_plugin_manager
 from beats_data import (
     get_dataset_loader,
@@ -86,6 +89,63 @@ def test_scan_directory_errors(tmp_path):
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(DatasetError, match=r"no audio files .* found in class folders.*ROOT/<class>/<file>"):
         scan_directory_dataset(tmp_path)
+
+
+def test_scan_directory_follows_a_link_loop_once(tmp_path):
+    testkit.make_directory_dataset(tmp_path, {"x": 3, "y": 3})
+    (tmp_path / "x" / "up").symlink_to("..")  # 6 files once became 2,706 rows, y's clips labelled x
+
+    start = time.perf_counter()
+    with pytest.warns(SkippedPathWarning, match=r"x/up': a link to .*, a folder already walked"):
+        frame = scan_directory_dataset(tmp_path)
+
+    assert len(frame) == 6 and frame.groupby("category").size().to_dict() == {"x": 3, "y": 3}
+    assert all(Path(f).parent.name == c for f, c in zip(frame["filename"], frame["category"], strict=True))
+    assert time.perf_counter() - start < 5
+
+
+def test_scan_directory_takes_a_file_reached_twice_once_and_names_both_paths(tmp_path):
+    testkit.make_directory_dataset(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "dog" / "twin.wav").symlink_to(tmp_path / "cat" / "cat_0.wav")
+
+    with pytest.warns(SkippedPathWarning) as caught:
+        frame = scan_directory_dataset(tmp_path)
+
+    assert len(frame) == 4 and str(tmp_path / "dog" / "twin.wav") not in set(frame["filename"])
+    twin, original = tmp_path / "dog" / "twin.wav", tmp_path / "cat" / "cat_0.wav"
+    assert f"'{twin}': the same file as '{original}'" in str(caught[0].message)
+
+
+def test_scan_directory_skips_a_fifo_in_a_class_folder(tmp_path):
+    testkit.make_directory_dataset(tmp_path, {"cat": 2, "dog": 2})
+    hostile.fifo(tmp_path / "dog" / "stream.wav")
+
+    start = time.perf_counter()
+    with pytest.warns(
+        SkippedPathWarning, match=r"dog/stream\.wav': a FIFO \(named pipe\), not a regular file"
+    ):
+        frame = scan_directory_dataset(tmp_path)
+
+    assert len(frame) == 4 and time.perf_counter() - start < 5
+
+
+def test_scan_directory_keeps_names_that_are_not_utf8(tmp_path):
+    testkit.make_directory_dataset(tmp_path, {"cat": 2})
+    latin1_class = hostile.non_utf8_path(tmp_path, b"caf\xe9")
+    latin1_class.mkdir()
+    for i, name in enumerate([b"\xff.wav", b"b.wav"]):
+        testkit.write_audio(tmp_path / "tmp.wav", testkit.class_sound(1, 0.2, seed=i), 16000).rename(
+            hostile.non_utf8_path(latin1_class, name)
+        )
+
+    frame = scan_directory_dataset(tmp_path)
+
+    assert frame["category"].tolist() == ["caf\\xe9", "caf\\xe9", "cat", "cat"]  # labels are printable text
+    assert frame["filename"].tolist()[:2] == [
+        str(latin1_class / "b.wav"),
+        str(hostile.non_utf8_path(latin1_class, b"\xff.wav")),
+    ]
+    assert all(Path(f).is_file() for f in frame["filename"])
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +293,7 @@ def test_third_party_loader_plugin_is_used_through_load_dataset(install_plugin, 
     assert frame["category"].tolist() == ["bird:owl", "bird:wren"]
     assert frame["source"].tolist() == ["tsv-list", "tsv-list"]
     assert resolved["category"].tolist() == ["owl", "wren"]
-    assert validate_dataset(resolved, num_workers=0, progress=False)["stats"]["num_decoded"] == 2
+    assert validate_dataset(resolved, num_workers=0, progress=False).stats.num_decoded == 2
 
 
 class _BadLoaders:

@@ -34,7 +34,8 @@ from beats_core.hookspecs import hookimpl
 from beats_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from beats_core.audio import AudioInfo, audio_info, load_audio
+    from beats_core.audio import AudioInfo, audio_info, check_waveform_values, load_audio
+    from beats_core.audio_files import find_audio_files
     from beats_core.batching import batch_by_length, pad_waveforms
     from beats_core.checkpoint import read_checkpoint
     from beats_core.config import BEATsConfig
@@ -58,6 +59,8 @@ _LAZY = {
     "load_audio": ".audio",
     "audio_info": ".audio",
     "AudioInfo": ".audio",
+    "check_waveform_values": ".audio",
+    "find_audio_files": ".audio_files",
     "pad_waveforms": ".batching",
     "batch_by_length": ".batching",
     "DEFAULT_MODEL": ".registry",

@@ -14,14 +14,20 @@ the blocks are mixed down and resampled (soxr, high quality) as they come, so th
 signal of a long recording never has to fit in memory at once.
 
 Anything that cannot be decoded raises :class:`~beats_core.errors.AudioDecodeError` naming
-the file and the reason (missing, empty, truncated, not audio, unsupported, zero samples,
-NaN or infinite samples).
+the file and the reason (missing, empty, not a regular file, truncated, not audio,
+unsupported, zero samples, an implausible sample rate, NaN, infinite or huge samples).
+
+Headers are not trusted further than the file's size allows: the length a header claims is
+capped by what that many bytes can hold (:func:`audio_info` never reports more), a file
+whose header states no length is counted by decoding it, and decoding keeps what decodes.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -31,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from beats_core.errors import AudioDecodeError, ConfigError
+from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
 from beats_core.geometry import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -39,9 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "SAMPLE_RATE",
+    "MAX_SAMPLE_MAGNITUDE",
+    "MAX_SAMPLE_RATE",
+    "MAX_UPSAMPLING",
+    "MIN_SAMPLE_RATE",
     "AudioInfo",
     "audio_info",
+    "check_waveform_values",
     "load_audio",
     "resample",
 ]
@@ -55,16 +65,47 @@ AUDIO_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 
+#: The lowest sample rate, in Hz, a file may declare. Audio is not recorded below 1 kHz
+#: (telephony uses 8 kHz; the lowest rates in use, for infrasound and hydrophones, are a few
+#: kHz); a header claiming less is corrupt or hostile: at 1 Hz, a 32 KB file would be
+#: upsampled into a gigabyte.
+MIN_SAMPLE_RATE = 1000
+#: The highest sample rate, in Hz, a file may declare: 768 kHz, the highest rate of audio
+#: converters and of the ultrasonic recorders used for bats and rodents.
+MAX_SAMPLE_RATE = 768000
+#: The most :func:`load_audio` upsamples a file (output rate / native rate): 16 kHz from the
+#: lowest rate allowed is 16x; more would turn a small file into a huge waveform.
+MAX_UPSAMPLING = 64
+#: The largest magnitude a sample may have. The fbank scales samples by 2**15 and squares
+#: the FFT of a 400-sample frame: with pre-emphasis and mean removal a frame's samples reach
+#: 3.94 * 2**15 * peak, and by Parseval a mel energy is at most 512 * 400 * (3.94 * 2**15 *
+#: peak)**2 = 3.4e15 * peak**2, which overflows float32 (3.4e38) beyond a peak of 3.2e11.
+#: 1e10 leaves a 30x margin (resampling overshoot) and still takes float files written on
+#: the int16 or int32 scale (peaks up to 2**31), which are audio at the wrong level.
+MAX_SAMPLE_MAGNITUDE = 1e10
+
 # Samples decoded per block (all channels together): bounds memory whatever the header says.
 _BLOCK_SAMPLES = 1 << 20
 # Decoded PyAV audio before the requested offset, to let the decoder settle after a seek.
 _SEEK_PREROLL_SECONDS = 0.2
 _RESAMPLE_QUALITY = "HQ"
-# libsndfile's log says "data : <declared> (should be <present>)" when a WAV's data chunk
-# is shorter than its header claims. 0 and 0xFFFFFFFF are placeholders of streaming writers.
-_WAV_DATA_SHORT = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-_WAV_SIZE_PLACEHOLDERS = {0, 0xFFFFFFFF, 0x7FFFFFFF}
-_OGG_NO_END = "lacks an end-of-stream bit"
+# libsndfile's log says "<chunk> : <declared> (should be <present>)" when the audio data is
+# shorter than a header claims: a WAV's "data", an AIFF's "SSND", an AU's "Data Size", an
+# 8SVX's "BODY", a W64's "riff" (the whole file). 0 and 0xFFFFFFFF are placeholders of
+# streaming writers. RF64 and VOC files say it in words.
+_DATA_SHORT = re.compile(
+    r"^\s*(?:data|SSND|Data Size|BODY|riff)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE
+)
+_DATA_SIZE_PLACEHOLDERS = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+_RF64_FRAMES_SHORT = re.compile(
+    r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)"
+)
+_VOC_TRUNCATED = "Seems to be a truncated file"
+# libsndfile's frame count of a file whose header states no length (a FLAC written to a pipe).
+_SF_UNKNOWN_FRAMES = 2**63 - 1
+# An Ogg page: 27 header bytes, a table of up to 255 segment sizes, up to 255 * 255 body bytes.
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255
+_OGG_END_OF_STREAM = 0x04
 _ZERO_SAMPLES = "it holds zero audio samples; it is empty, corrupt or not audio"
 _MP3_LENGTH_TAGS = (b"Xing", b"Info", b"VBRI")
 _MP3_SYNC = re.compile(rb"\xff[\xe0-\xff]")
@@ -75,6 +116,25 @@ _RAW_STREAM_FORMATS = frozenset({"mp3", "aac", "ac3", "eac3", "dts", "mp2", "amr
 # samples short (about two codec frames) before the file counts as truncated.
 _CODEC_FRAME_SLACK = 2048
 
+# The most audio a file's size can hold, as the fewest bits a frame (one sample per channel)
+# takes: PCM exactly its sample width; lossless codecs (FLAC, ALAC, ...) at least 1/1024 bit:
+# a FLAC frame holds at most 65535 samples per channel in at least 12 bytes, 5461 samples a
+# byte; other waveform coders (ADPCM, GSM, ...) at least 1 bit per sample; lossy codecs
+# a minimum bitrate. Digital silence takes 560-700 bit/s in AAC and Vorbis at 8 kHz (the
+# cheapest encodings measured), so 100 bit/s leaves a 5x margin; MPEG audio has no bitrate
+# below 8 kbit/s.
+_LOSSLESS_MIN_BITS_PER_FRAME = 1 / 1024
+_LOSSY_MIN_BITRATE = 100
+_MPEG_MIN_BITRATE = 8000
+_MPEG_CODECS = frozenset({"mp1", "mp2", "mp3"})
+_LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "tta", "ape", "mlp", "truehd", "shorten", "als"})
+# Soundfile subtypes that store every sample in a fixed number of bits.
+_PCM_SUBTYPE_BITS = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
+    "ULAW": 8, "ALAW": 8, "DPCM_8": 8, "DPCM_16": 16,
+}  # fmt: skip
+_PCM_CODEC_BITS = re.compile(r"^pcm_[suf]?(\d+)")
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -82,10 +142,14 @@ class AudioInfo:
 
     Attributes:
         path: the file.
-        sample_rate: the native sample rate in Hz.
+        sample_rate: the native sample rate in Hz, between :data:`MIN_SAMPLE_RATE` and
+            :data:`MAX_SAMPLE_RATE`.
         channels: the number of channels.
         frames: the number of samples per channel at the native rate. For MP3 files without
             a Xing/Info/VBRI header and for raw ADTS AAC it is an estimate from the bitrate.
+            It is never more than the file's size can hold: where a header claims more, it
+            is that bound (and decoding keeps what decodes). A file whose header states no
+            length (a FLAC written to a pipe) is counted by decoding it.
         duration: ``frames / sample_rate``, in seconds.
         format: the container, lower case: ``"wav"``, ``"flac"``, ``"ogg"``, ``"mp3"``,
             ``"m4a"``, ...
@@ -108,7 +172,8 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Read an audio file's sample rate, channels, length and format from its header.
 
     Only the header (and, for a few formats, the container index) is read, so this takes
-    about a millisecond whatever the file's length.
+    about a millisecond whatever the file's length; a file whose header states no length
+    is decoded once to count its samples.
 
     Args:
         path: the audio file.
@@ -117,11 +182,13 @@ def audio_info(path: str | Path) -> AudioInfo:
         The file's :class:`AudioInfo`.
 
     Raises:
-        AudioDecodeError: the file is missing, empty, truncated, not audio or in a format
-            neither decoder reads. The message names the file and the reason.
+        AudioDecodeError: the file is missing, empty, not a regular file, truncated, not
+            audio, in a format neither decoder reads, or declares a sample rate outside
+            [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`]. The message names the file
+            and the reason.
     """
-    path = _checked_path(path)
-    with _open_decoder(path) as decoder:
+    path, size = _checked_path(path)
+    with _open_decoder(path, size) as decoder:
         return decoder.info
 
 
@@ -152,13 +219,17 @@ def load_audio(
     Returns:
         A float32 tensor: ``(samples,)`` when ``mono`` is true, else
         ``(channels, samples)``; ``samples`` is at ``sample_rate`` (about
-        ``duration * sample_rate``). Never empty.
+        ``duration * sample_rate``). Never empty; every sample is finite (the file's own
+        samples are at most :data:`MAX_SAMPLE_MAGNITUDE` in magnitude; resampling may
+        overshoot them by a few percent).
 
     Raises:
-        AudioDecodeError: the file is missing, empty, truncated, not audio or in an
-            unsupported format, holds zero samples (or none in the window, e.g. an
-            ``offset`` past its end), or holds NaN or infinite samples. The message
-            names the file and the reason.
+        AudioDecodeError: the file is missing, empty, not a regular file, truncated, not
+            audio or in an unsupported format, holds zero samples (or none in the window,
+            e.g. an ``offset`` past its end), declares a sample rate outside
+            [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`], would be upsampled more
+            than :data:`MAX_UPSAMPLING` times, or holds NaN, infinite or huge samples (see
+            :func:`check_waveform_values`). The message names the file and the reason.
         ConfigError: ``sample_rate``, ``offset`` or ``duration`` is out of range.
     """
     import torch
@@ -169,9 +240,16 @@ def load_audio(
         raise ConfigError(f"offset must be a finite number of seconds >= 0, got {offset!r}")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise ConfigError(f"duration must be a finite number of seconds > 0 or None, got {duration!r}")
-    path = _checked_path(path)
-    with _open_decoder(path) as decoder:
+    path, size = _checked_path(path)
+    with _open_decoder(path, size) as decoder:
         info = decoder.info
+        target_rate = info.sample_rate if sample_rate is None else int(sample_rate)
+        if target_rate > MAX_UPSAMPLING * info.sample_rate:
+            raise _decode_error(
+                path,
+                f"its {info.sample_rate} Hz would be upsampled {target_rate / info.sample_rate:.0f}x to "
+                f"{target_rate} Hz, more than the {MAX_UPSAMPLING}x allowed; ask for a lower sample_rate",
+            )
         start = round(offset * info.sample_rate)
         stop = None if duration is None else start + max(1, round(duration * info.sample_rate))
         if decoder.length_slack is not None and info.frames == 0:
@@ -181,14 +259,46 @@ def load_audio(
                 path,
                 f"offset {offset:g} s is at or past the end of the file ({info.duration:.3f} s long)",
             )
-        target_rate = info.sample_rate if sample_rate is None else int(sample_rate)
         signal = _decode_and_resample(decoder, path, start, stop, target_rate, mono)
     if signal.shape[0] == 0:
         if start == 0 and stop is None:
             raise _decode_error(path, _ZERO_SAMPLES)
-        raise _decode_error(path, f"it holds no audio samples in the window starting at {offset:g} s")
+        raise _decode_error(
+            path, f"it holds no audio samples in the window starting at {offset:g} s{decoder.header_note()}"
+        )
     waveform = torch.from_numpy(np.ascontiguousarray(signal.T))
     return waveform[0] if mono else waveform
+
+
+def check_waveform_values(
+    waveform: np.ndarray | torch.Tensor, where: str, sample_rate: int | None = None
+) -> None:
+    """Check that a waveform holds audio samples: finite, and at most :data:`MAX_SAMPLE_MAGNITUDE`.
+
+    :func:`load_audio` applies this check to every file it decodes (and raises
+    :class:`~beats_core.errors.AudioDecodeError` instead); call it on waveforms that come
+    from elsewhere before computing features, which NaN, infinite or huge samples would
+    turn into NaN without a word.
+
+    Args:
+        waveform: float samples (numpy array or tensor, any device and float dtype) whose
+            last axis is time: ``(samples,)``, ``(channels, samples)`` or ``(batch, samples)``.
+        where: what the waveform is, for the message, e.g. ``"waveform 3"``.
+        sample_rate: the waveform's rate in Hz, to place the first bad sample in seconds;
+            ``None`` places it in samples.
+
+    Raises:
+        InvalidAudioError: a sample is NaN or infinite, or its magnitude is beyond
+            :data:`MAX_SAMPLE_MAGNITUDE`; the message names ``where`` and the first bad
+            position or the peak.
+    """
+    array = _as_numpy(waveform)
+    if array.size == 0:
+        return
+    frames = array.reshape(-1, array.shape[-1]).T if array.ndim else array.reshape(1, 1)
+    problem = _waveform_problem(frames, 0, sample_rate)
+    if problem is not None:
+        raise InvalidAudioError(f"{where}: {problem}")
 
 
 def resample(waveform: np.ndarray | torch.Tensor, orig_sample_rate: int, sample_rate: int) -> torch.Tensor:
@@ -204,20 +314,66 @@ def resample(waveform: np.ndarray | torch.Tensor, orig_sample_rate: int, sample_
         samples long (rounded).
 
     Raises:
-        ConfigError: a rate is not positive or the waveform has more than 2 dimensions.
+        ConfigError: a rate is not positive, the waveform would be upsampled more than
+            :data:`MAX_UPSAMPLING` times, or it has more than 2 dimensions.
     """
     import soxr
     import torch
 
     if orig_sample_rate <= 0 or sample_rate <= 0:
         raise ConfigError(f"sample rates must be positive, got {orig_sample_rate!r} and {sample_rate!r}")
-    array = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    if sample_rate > MAX_UPSAMPLING * orig_sample_rate:
+        raise ConfigError(
+            f"resampling from {orig_sample_rate} Hz to {sample_rate} Hz upsamples "
+            f"{sample_rate / orig_sample_rate:.0f}x, more than the {MAX_UPSAMPLING}x allowed; check the rates"
+        )
+    array = _as_numpy(waveform)
     if array.ndim not in (1, 2):
         raise ConfigError(f"waveform must be (samples,) or (channels, samples), got shape {array.shape}")
     array = array.astype(np.float32, copy=False)
     if orig_sample_rate != sample_rate:
         array = soxr.resample(array.T, orig_sample_rate, sample_rate, quality=_RESAMPLE_QUALITY).T
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _as_numpy(waveform: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A numpy view or copy of a waveform; tensors of any device and float dtype are taken to float32 on the CPU."""
+    if isinstance(waveform, np.ndarray):
+        return waveform
+    import torch
+
+    if isinstance(waveform, torch.Tensor):
+        tensor = waveform.detach()
+        if tensor.dtype not in (torch.float32, torch.float64):
+            tensor = tensor.float()
+        return tensor.cpu().numpy()
+    return np.asarray(waveform)
+
+
+def _waveform_problem(frames: np.ndarray, first: int, sample_rate: int | None) -> str | None:
+    """Why ``(frames, channels)`` samples starting at frame ``first`` are not audio, or ``None``.
+
+    Two reductions on the good path (minimum and maximum, which NaN propagates through);
+    the first bad position is looked for only when there is one.
+    """
+    if frames.size == 0:
+        return None
+    low, high = frames.min(), frames.max()
+    if low >= -MAX_SAMPLE_MAGNITUDE and high <= MAX_SAMPLE_MAGNITUDE:
+        return None
+    finite = np.isfinite(frames).all(axis=1)
+    if not finite.all():
+        bad = first + int(np.argmin(finite))
+        where = f"sample {bad}" if sample_rate is None else f"{bad / sample_rate:.3f} s"
+        return (
+            f"it holds NaN or infinite samples (first at {where}); re-export it from the program that made it"
+        )
+    peak = float(max(-low, high))
+    return (
+        f"its samples reach {peak:.3g}, beyond the {MAX_SAMPLE_MAGNITUDE:.0e} that audio can have "
+        "(float audio lies within [-1, 1]; the features would overflow): it is not audio, or it was "
+        "written with the wrong scale; re-export it from the program that made it"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -241,13 +397,9 @@ def _decode_and_resample(
     pieces: list[np.ndarray] = []
     decoded = 0
     for block in decoder.blocks(start, stop):
-        if not np.isfinite(block).all():
-            bad = decoded + int(np.argmin(np.isfinite(block).all(axis=1)))
-            raise _decode_error(
-                path,
-                f"it holds NaN or infinite samples (first at {(start + bad) / info.sample_rate:.3f} s); "
-                "re-export it from the program that made it",
-            )
+        problem = _waveform_problem(block, start + decoded, info.sample_rate)
+        if problem is not None:
+            raise _decode_error(path, problem)
         decoded += block.shape[0]
         if mono and block.shape[1] > 1:
             block = _mix_down(block)
@@ -286,43 +438,56 @@ class _Decoder(AbstractContextManager):
     #: How many frames short of ``info.frames`` decoding may end before the file counts as
     #: truncated; ``None`` where the header's length is not reliable enough to tell.
     length_slack: int | None
+    #: The frames the header claims where that is more than the file's size can hold
+    #: (``info.frames`` is then that bound, and decoding keeps what decodes); else ``None``.
+    overstated_frames: int | None = None
+    size: int
+
+    def header_note(self) -> str:
+        """Words to add to an error where the header's length was not trusted, else ``""``."""
+        if self.overstated_frames is None:
+            return ""
+        return (
+            f" (its header claims {self.overstated_frames / self.info.sample_rate:.0f} s, more than its "
+            f"{self.size} bytes can hold: the header is wrong)"
+        )
 
     @abstractmethod
     def blocks(self, start: int, stop: int | None) -> Iterator[np.ndarray]:
         """Yield frames ``[start, stop)`` as float32 blocks of shape ``(frames, channels)``."""
 
 
+class _NeedsFFmpeg(Exception):
+    """libsndfile opened the file but cannot be trusted with it; the message says why."""
+
+
 class _SoundfileDecoder(_Decoder):
-    def __init__(self, path: Path, handle: object) -> None:
+    def __init__(self, path: Path, size: int, handle: object) -> None:
         import soundfile
 
         self._path = path
+        self.size = size
         self._file: soundfile.SoundFile = handle  # type: ignore[assignment]
         self.length_slack = 0
-        log = self._file.extra_info
-        short = [
-            (int(declared), int(present))
-            for declared, present in _WAV_DATA_SHORT.findall(log)
-            if int(declared) not in _WAV_SIZE_PLACEHOLDERS and int(declared) > int(present)
-        ]
-        if short:
-            declared, present = short[0]
-            raise _decode_error(
-                path,
-                f"it is truncated: its header declares {declared} bytes of audio data but only "
-                f"{present} are present; re-export or re-download it",
-            )
-        if _OGG_NO_END in log:
-            raise _decode_error(
-                path,
-                "it is truncated: its last Ogg page has no end-of-stream mark; re-export or re-download it",
-            )
+        rate, channels, frames = int(self._file.samplerate), int(self._file.channels), int(self._file.frames)
+        _check_sample_rate(path, rate)
+        # libsndfile cannot read such a FLAC to its end ("psf_fseek() failed"); FFmpeg counts it.
+        if frames >= _SF_UNKNOWN_FRAMES:
+            raise _NeedsFFmpeg("its header states no length")
+        bits = _soundfile_min_bits_per_frame(self._file.format, self._file.subtype, channels, rate)
+        if frames > _max_frames(size, bits):
+            raise _NeedsFFmpeg(f"its header claims {frames} samples, more than its {size} bytes can hold")
+        shortfall = _libsndfile_shortfall(self._file.extra_info)
+        if shortfall is not None:
+            raise _decode_error(path, f"it is truncated: {shortfall}; re-export or re-download it")
+        if self._file.format == "OGG":
+            _check_ogg_end(path, size)
         self.info = AudioInfo(
             path=str(path),
-            sample_rate=int(self._file.samplerate),
-            channels=int(self._file.channels),
-            frames=int(self._file.frames),
-            duration=self._file.frames / self._file.samplerate,
+            sample_rate=rate,
+            channels=channels,
+            frames=frames,
+            duration=frames / rate,
             format=str(self._file.format).lower(),
             codec=str(self._file.subtype).lower(),
             backend="soundfile",
@@ -351,58 +516,75 @@ class _SoundfileDecoder(_Decoder):
 
 
 class _PyAVDecoder(_Decoder):
-    def __init__(self, path: Path, container: object) -> None:
+    def __init__(self, path: Path, size: int, container: object) -> None:
         import av
 
         self._path = path
+        self.size = size
         self._container: av.container.InputContainer = container  # type: ignore[assignment]
+        format_name = self._container.format.name
         if not self._container.streams.audio:
             kinds = sorted({s.type for s in self._container.streams}) or ["none"]
             raise _decode_error(
                 path,
-                f"it holds no audio stream (format {self._container.format.name!r}, streams: "
+                f"it holds no audio stream (format {format_name!r}, streams: "
                 f"{', '.join(kinds)}); it is not an audio file",
             )
         self._stream = self._container.streams.audio[0]
         codec = self._stream.codec_context
+        if codec is None:  # FFmpeg found the stream but no decoder for it (e.g. a WAV of 0-bit samples)
+            raise _decode_error(
+                path,
+                f"no decoder reads its audio stream (format {format_name!r}): its encoding is unsupported "
+                "or its header is corrupt; convert it to WAV or FLAC",
+            )
         if not codec.sample_rate or not codec.channels:
             raise _decode_error(
                 path, f"its audio stream ({codec.name}) has no sample rate or channel count; it is corrupt"
             )
-        rate = int(codec.sample_rate)
-        names = self._container.format.name.split(",")
+        rate, channels = int(codec.sample_rate), int(codec.channels)
+        _check_sample_rate(path, rate)
+        names = format_name.split(",")
+        if "ogg" in names:
+            _check_ogg_end(path, size)
         seconds = self._declared_seconds()
         # PyAV decodes whole codec frames (AAC adds up to ~1400 samples of padding), so output
         # is trimmed to the length a container or an MP3 length header declares. Other raw
         # streams (MP3 without one, ADTS AAC) only have an estimate from the bitrate, which
         # is neither trimmed to nor checked.
-        self._raw_stream = self._container.format.name in _RAW_STREAM_FORMATS
+        self._raw_stream = format_name in _RAW_STREAM_FORMATS
         exact = seconds is not None and (
             not self._raw_stream or (names == ["mp3"] and _mp3_has_length_tag(path))
         )
-        self._declared_frames = round(seconds * rate) if exact and seconds is not None else None
         # A file that states no length at all is counted by decoding it once.
         frames = self._count_frames() if seconds is None else round(seconds * rate)
+        codec_name = str(codec.codec.canonical_name).lower()
+        bound = _max_frames(size, _codec_min_bits_per_frame(codec_name, channels, rate))
+        if seconds is not None and frames > bound:
+            self.overstated_frames, frames, exact = frames, bound, False
+        self._declared_frames = frames if exact else None
         self.length_slack = _CODEC_FRAME_SLACK if exact and ("mp4" in names or "mp3" in names) else None
         suffix = path.suffix.lower().lstrip(".")
         self.info = AudioInfo(
             path=str(path),
             sample_rate=rate,
-            channels=int(codec.channels),
+            channels=channels,
             frames=frames,
             duration=frames / rate,
             format=suffix if suffix in names else names[0],
-            codec=str(codec.codec.canonical_name).lower(),
+            codec=codec_name,
             backend="pyav",
         )
 
     def _declared_seconds(self) -> float | None:
+        """The length the stream or container declares; ``None`` when none, or not a positive finite one."""
         stream = self._stream
+        seconds = None
         if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        if self._container.duration is not None:
-            return self._container.duration / 1_000_000  # av.time_base
-        return None
+            seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            seconds = self._container.duration / 1_000_000  # av.time_base
+        return seconds if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
 
     def _count_frames(self) -> int:
         total = sum(block.shape[0] for _, block in self._positioned_blocks(0))
@@ -466,14 +648,16 @@ class _PyAVDecoder(_Decoder):
                         max(0, start - position) : block.shape[0] if stop is None else stop - position
                     ]
         except (av.error.FFmpegError, RuntimeError, ValueError, MemoryError) as e:
-            raise _decode_error(self._path, f"it is corrupt or truncated ({_first_line(e)})") from e
+            raise _decode_error(
+                self._path, f"it is corrupt or truncated ({_first_line(e)}){self.header_note()}"
+            ) from e
 
     def __exit__(self, *exc: object) -> None:
         self._container.close()
 
 
-def _open_decoder(path: Path) -> _Decoder:
-    """Open ``path`` with soundfile, or PyAV where soundfile cannot read it reliably."""
+def _open_decoder(path: Path, size: int) -> _Decoder:
+    """Open ``path`` (``size`` bytes) with soundfile, or PyAV where soundfile cannot read it reliably."""
     import av
     import soundfile
 
@@ -483,23 +667,25 @@ def _open_decoder(path: Path) -> _Decoder:
     # print notes on stderr about a broken one).
     soundfile_reason = "MP3 is read by FFmpeg"
     if not _starts_like_mpeg_audio(path):
+        name = os.fsencode(path)  # soundfile encodes a str strictly: names that are not UTF-8 would fail
         try:
-            handle = soundfile.SoundFile(path)
+            handle = soundfile.SoundFile(name)
         except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError, MemoryError) as e:
-            soundfile_reason = _first_line(e).replace(f"Error opening {str(path)!r}: ", "").rstrip(".")
+            soundfile_reason = _first_line(e).replace(f"Error opening {name!r}: ", "").rstrip(".")
             if "does not exist" in soundfile_reason:  # libsndfile's words for a bad MPEG stream
                 soundfile_reason = "not a valid MP3 stream"
         else:
             # A "RAW" file has no header at all: libsndfile guessed an encoding from the extension.
+            soundfile_reason = "no audio header" if handle.format == "RAW" else "MP3 is read by FFmpeg"
             if handle.format not in ("MP3", "RAW"):
                 try:
-                    return _SoundfileDecoder(path, handle)
+                    return _SoundfileDecoder(path, size, handle)
+                except _NeedsFFmpeg as e:
+                    soundfile_reason = str(e)
                 except BaseException:
                     handle.close()
                     raise
             handle.close()
-            if handle.format == "RAW":
-                soundfile_reason = "no audio header"
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, RuntimeError, ValueError, OSError, MemoryError, EOFError) as e:
@@ -510,13 +696,98 @@ def _open_decoder(path: Path) -> _Decoder:
             f"(soundfile: {soundfile_reason}; FFmpeg: {ffmpeg_reason}); convert it to WAV or FLAC",
         ) from e
     try:
-        return _PyAVDecoder(path, container)
+        return _PyAVDecoder(path, size, container)
     except AudioDecodeError:
         container.close()
         raise
     except (av.error.FFmpegError, RuntimeError, ValueError, MemoryError, EOFError) as e:
         container.close()
         raise _decode_error(path, f"it is corrupt or unsupported ({_first_line(e)})") from e
+
+
+# ---------------------------------------------------------------------------
+# What a header may claim
+# ---------------------------------------------------------------------------
+
+
+def _check_sample_rate(path: Path, rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise _decode_error(
+            path,
+            f"its header declares a sample rate of {rate} Hz, outside the {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz "
+            "of audio; the header is corrupt",
+        )
+
+
+def _max_frames(size: int, min_bits_per_frame: float) -> int:
+    """The most frames ``size`` bytes can hold when a frame takes at least ``min_bits_per_frame`` bits."""
+    return math.floor(size * 8 / min_bits_per_frame)
+
+
+def _soundfile_min_bits_per_frame(format: str, subtype: str, channels: int, rate: int) -> float:
+    """The fewest bits a frame takes in a file libsndfile reads (see ``_LOSSY_MIN_BITRATE``)."""
+    if format == "FLAC" or subtype.startswith("ALAC"):
+        return _LOSSLESS_MIN_BITS_PER_FRAME
+    if subtype in _PCM_SUBTYPE_BITS:
+        return _PCM_SUBTYPE_BITS[subtype] * channels
+    if subtype.startswith("MPEG"):
+        return _MPEG_MIN_BITRATE / rate
+    if subtype in ("VORBIS", "OPUS"):
+        return _LOSSY_MIN_BITRATE / rate
+    return channels  # ADPCM, GSM 6.10, G.72x, DWVW, ...: at least a bit per sample
+
+
+def _codec_min_bits_per_frame(codec: str, channels: int, rate: int) -> float:
+    """The fewest bits a frame takes in an FFmpeg codec's stream (see ``_LOSSY_MIN_BITRATE``)."""
+    if codec in _LOSSLESS_CODECS:
+        return _LOSSLESS_MIN_BITS_PER_FRAME
+    if pcm := _PCM_CODEC_BITS.match(codec):
+        return int(pcm[1]) * channels
+    if codec.startswith(("pcm_", "adpcm_")):
+        return channels
+    if codec in _MPEG_CODECS:
+        return _MPEG_MIN_BITRATE / rate
+    return _LOSSY_MIN_BITRATE / rate
+
+
+def _libsndfile_shortfall(log: str) -> str | None:
+    """What libsndfile's log says is missing from a file's audio data, or ``None``."""
+    for declared, present in _DATA_SHORT.findall(log):
+        if int(declared) not in _DATA_SIZE_PLACEHOLDERS and int(declared) > int(present):
+            return f"its header declares {declared} bytes but only {present} are present"
+    rf64 = _RF64_FRAMES_SHORT.search(log)
+    if rf64 is not None and int(rf64[1]) < int(rf64[2]):
+        return f"its header declares {rf64[2]} samples per channel but only {rf64[1]} are present"
+    if _VOC_TRUNCATED in log:
+        return "its last block is cut short"
+    return None
+
+
+def _check_ogg_end(path: Path, size: int) -> None:
+    """Raise unless the last complete Ogg page of the file ends its stream (a cut file's does not).
+
+    The last page of an Ogg stream carries the end-of-stream flag. A file cut short ends
+    in a partial page (libsndfile then ignores it as "junk") or on a page boundary: either
+    way, its last complete page lacks the flag. Bytes after the last page (a tag some
+    programs append) do not matter.
+    """
+    with path.open("rb") as f:
+        f.seek(max(0, size - 2 * _OGG_MAX_PAGE))
+        tail = f.read()
+    position = tail.rfind(b"OggS")
+    while position >= 0:
+        header = tail[position : position + 27]
+        if len(header) == 27 and header[4] == 0:  # stream structure version 0
+            table = tail[position + 27 : position + 27 + header[26]]
+            if len(table) == header[26] and position + 27 + len(table) + sum(table) <= len(tail):
+                if header[5] & _OGG_END_OF_STREAM:
+                    return
+                break
+        position = tail.rfind(b"OggS", 0, position)
+    raise _decode_error(
+        path,
+        "it is truncated: its last Ogg page has no end-of-stream mark; re-export or re-download it",
+    )
 
 
 def _starts_like_mpeg_audio(path: Path) -> bool:
@@ -546,22 +817,35 @@ def _mp3_has_length_tag(path: Path) -> bool:
 # Errors
 # ---------------------------------------------------------------------------
 
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
-def _checked_path(path: str | Path) -> Path:
+
+def _checked_path(path: str | Path) -> tuple[Path, int]:
+    """The path and its size in bytes, once it is known to be a readable, non-empty regular file."""
     path = Path(path)
     if not path.exists():
         raise _decode_error(path, "the file does not exist; check the path")
     if path.is_dir():
         raise _decode_error(path, "it is a directory, not an audio file")
+    status = path.stat()
+    if not stat.S_ISREG(status.st_mode):  # opening a FIFO would block for ever
+        kind = _NOT_REGULAR.get(stat.S_IFMT(status.st_mode), "not a regular file")
+        raise _decode_error(
+            path, f"it is {kind}, not a regular file (reading it could wait for ever); pass an audio file"
+        )
     try:
-        size = path.stat().st_size
         with path.open("rb"):
             pass
     except OSError as e:
         raise _decode_error(path, f"it cannot be read ({e.strerror or e}); check its permissions") from e
-    if size == 0:
+    if status.st_size == 0:
         raise _decode_error(path, "the file is empty (0 bytes); re-export or re-download it")
-    return path
+    return path, status.st_size
 
 
 def _decode_error(path: Path, reason: str) -> AudioDecodeError:

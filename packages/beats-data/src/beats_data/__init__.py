@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from beats_data.samplers import LengthGroupedSampler
     from beats_data.splits import fold_split, stratified_split
     from beats_data.synthetic import make_synthetic_dataset
-    from beats_data.validation import Issue, format_report, validate_dataset
+    from beats_data.validation import Issue, ValidationReport, format_report, validate_dataset
 
 _LAZY = {
     "scan_directory_dataset": ".loaders",
@@ -43,6 +43,7 @@ _LAZY = {
     "validate_dataset": ".validation",
     "format_report": ".validation",
     "Issue": ".validation",
+    "ValidationReport": ".validation",
     "LabelEncoder": ".labels",
     "stratified_split": ".splits",
     "fold_split": ".splits",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from beats_core.audio import AUDIO_EXTENSIONS
+from beats_core.audio_files import display_path, has_undecodable_name, normalize_extensions, walk_audio_files
 from beats_core.errors import BeatsError, DatasetError, PluginError, UnknownLoaderError
 from beats_core.lookup import lookup
 from beats_core.plugins import Registration, collect_registrations
@@ -59,7 +59,7 @@ _NOT_ORIGINAL = "It is not the dataset's original metadata file: download the da
 
 
 def scan_directory_dataset(root: str | Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> pd.DataFrame:
-    """Load a dataset laid out as one sub-folder per class.
+    r"""Load a dataset laid out as one sub-folder per class.
 
     ``root/<class>/**/<file>``: every audio file below a class folder, at any depth,
     belongs to that class. If every top-level folder is a split name (``train``,
@@ -67,6 +67,14 @@ def scan_directory_dataset(root: str | Path, extensions: Iterable[str] = AUDIO_E
     ``root/<split>/<class>/**/<file>`` and a ``split`` column is added. Hidden files and
     folders (names starting with ``.``, such as macOS ``._x.wav`` files) are skipped, as are
     files lying directly in ``root``.
+
+    The folders are walked by :func:`beats_core.audio_files.walk_audio_files`: links are
+    followed once (a link loop such as ``x/up -> ..`` is not followed), a file reached
+    twice is taken once, and entries that are not regular files (a FIFO, a socket, a
+    device) are skipped; a :class:`~beats_core.audio_files.SkippedPathWarning` names them.
+    File names need not be valid UTF-8 (they are kept as Python gives them, surrogate-escaped,
+    in an ``object`` column); a class folder whose name is not valid UTF-8 gives a label
+    with ``\xNN`` escapes.
 
     Args:
         root: the dataset folder.
@@ -82,37 +90,39 @@ def scan_directory_dataset(root: str | Path, extensions: Iterable[str] = AUDIO_E
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(
-            f"dataset folder {str(root)!r} does not exist or is not a folder; pass a folder with one "
+            f"dataset folder {display_path(root)!r} does not exist or is not a folder; pass a folder with one "
             "sub-folder per class"
         )
-    wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    wanted = normalize_extensions(extensions)
     top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     split_layout = bool(top) and all(p.name.lower() in SPLIT_FOLDERS for p in top)
+    class_level = 1 if split_layout else 0  # the index of the class folder in a file's relative path
     rows: list[tuple[str, str, str]] = []
     stray = 0
-    for split_dir in top if split_layout else [root]:
-        split = SPLIT_FOLDERS[split_dir.name.lower()] if split_layout else ""
-        for dirpath, dirnames, filenames in os.walk(split_dir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            relative = Path(dirpath).relative_to(split_dir)
-            audio = sorted(f for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in wanted)
-            if not relative.parts:
-                stray += len(audio)
-                continue
-            rows.extend((str(Path(dirpath) / f), relative.parts[0], split) for f in audio)
+    for path in walk_audio_files(root, wanted).files:
+        parts = path.relative_to(root).parts
+        if len(parts) <= class_level + 1:
+            stray += 1
+            continue
+        split = SPLIT_FOLDERS[parts[0].lower()] if split_layout else ""
+        rows.append((str(path), display_path(parts[class_level]), split))
     if stray:
         logger.warning(
-            "%d audio files lie directly in %s and are ignored: put each in the folder of its class",
+            "%d audio files lie directly in %s%s and are ignored: put each in the folder of its class",
             stray,
-            root,
+            display_path(root),
+            " or in a split folder" if split_layout else "",
         )
     if not rows:
         raise DatasetError(
-            f"no audio files ({', '.join(sorted(wanted))}) found in class folders under {str(root)!r}; "
+            f"no audio files ({', '.join(sorted(wanted))}) found in class folders under {display_path(root)!r}; "
             "expected ROOT/<class>/<file> (or ROOT/<split>/<class>/<file>)"
         )
-    frame = pd.DataFrame(rows, columns=[FILENAME, CATEGORY, SPLIT])
-    frame = frame.sort_values([SPLIT, CATEGORY, FILENAME], kind="stable", ignore_index=True)
+    # Sorted here, not by pandas, and in an object column where a name is not UTF-8: pandas'
+    # Arrow strings (its default, also inside sort_values) cannot hold such names.
+    rows.sort(key=lambda row: (row[2], row[1], row[0]))
+    text = object if any(has_undecodable_name(row[0]) for row in rows) else None
+    frame = pd.DataFrame(rows, columns=[FILENAME, CATEGORY, SPLIT], dtype=text)
     return frame if split_layout else frame.drop(columns=SPLIT)
 
 

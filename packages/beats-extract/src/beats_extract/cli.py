@@ -289,6 +289,7 @@ def run_search(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: the index does not say which model made it and ``--model`` is not given.
     """
+    from beats_core.audio_files import display_path
     from beats_core.errors import ConfigError
     from beats_extract.extractor import BEATsFeatureExtractor
     from beats_extract.search import FeatureIndex
@@ -313,5 +314,5 @@ def run_search(args: argparse.Namespace) -> int:
     for query, hits in zip(args.queries, index.search(queries, k=args.top), strict=True):
         print(query)
         for rank, hit in enumerate(hits, start=1):
-            print(f"  {rank:>3}  {hit.score:7.4f}  {hit.path}")
+            print(f"  {rank:>3}  {hit.score:7.4f}  {display_path(hit.path)}")
     return 0

@@ -673,7 +673,7 @@ def _as_waveform(
     waveform: np.ndarray | torch.Tensor, sample_rate: int, position: int, channels: bool
 ) -> torch.Tensor:
     """A checked float32 CPU waveform ``(samples,)`` at 16 kHz; ``channels``: average a ``(channels, samples)`` one."""
-    from beats_core.audio import resample
+    from beats_core.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, check_waveform_values, resample
 
     where = f"waveform {position}"
     if isinstance(waveform, torch.Tensor):
@@ -695,8 +695,12 @@ def _as_waveform(
         raise InvalidAudioError(f"{where} must be {expected}, got shape {tuple(tensor.shape)}")
     if tensor.shape[0] == 0:
         raise InvalidAudioError(f"{where} is empty")
-    if not bool(torch.isfinite(tensor).all()):
-        raise InvalidAudioError(f"{where} has NaN or infinite samples")
+    check_waveform_values(tensor, where, sample_rate)
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"{where}: a sample rate of {sample_rate} Hz is not an audio rate "
+            f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); pass the rate the waveform was recorded at"
+        )
     tensor = tensor.float()
     if sample_rate != SAMPLE_RATE:
         tensor = resample(tensor, sample_rate, SAMPLE_RATE)

@@ -4,7 +4,7 @@
   ``starts`` and ``ends`` (float64 seconds) and ``metadata`` (a JSON string); read back
   without pickle.
 * ``.parquet`` (needs pyarrow: ``pip install 'beats-extract[parquet]'``): columns ``path``
-  (string), ``start``, ``end`` (float64 seconds) and ``embedding`` (list of float32, the row's
+  (string; bytes of a file name that are not UTF-8 as backslash escapes), ``start``, ``end`` (float64 seconds) and ``embedding`` (list of float32, the row's
   features flattened), the metadata as JSON under the schema metadata key ``beats``. Opens in
   pandas with ``pandas.read_parquet``; ``np.stack(frame["embedding"])`` gives the matrix.
 * a folder: a store of embeddings (:mod:`beats_extract.store`), for archives; written part by
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from beats_core.atomic import atomic_path
+from beats_core.audio_files import display_path
 from beats_core.errors import ConfigError, MissingDependencyError
 
 __all__ = [
@@ -144,7 +145,7 @@ def save_features(
             flat = features.reshape(count, -1)
             table = pa.table(
                 {
-                    "path": pa.array(names, pa.string()),
+                    "path": pa.array([display_path(name) for name in names], pa.string()),
                     "start": pa.array(starts),
                     "end": pa.array(ends),
                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1]),

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from beats_core.atomic import atomic_path, atomic_write_text
+from beats_core.audio_files import display_path
 from beats_core.errors import MissingDependencyError, StoreError
 from beats_extract.__about__ import __version__
 
@@ -259,7 +260,9 @@ class EmbeddingStore:
         self._last_flush = time.monotonic()
         if self._pending:
             pa, pq = _arrow()
-            paths = [_display(path) for path, _, _, features in self._pending for _ in range(len(features))]
+            paths = [
+                display_path(path) for path, _, _, features in self._pending for _ in range(len(features))
+            ]
             matrix = np.concatenate([features for *_, features in self._pending])
             table = pa.table(
                 {
@@ -419,11 +422,6 @@ def _part_rows(pq: Any, part: Path) -> int:
         raise StoreError(
             f"part {str(part)!r} is damaged ({e}); delete it to extract its recordings again"
         ) from e
-
-
-def _display(path: str) -> str:
-    """A path as valid UTF-8 for the ``path`` column (bytes that are not UTF-8 as backslash escapes)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _plain(value: Any) -> Any:
