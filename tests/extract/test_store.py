@@ -47,10 +47,13 @@ def _extractor(tiny_checkpoint: Path, **options) -> BEATsFeatureExtractor:
 
 
 def _table(folder: Path) -> pd.DataFrame:
+    """The store's rows sorted by path and start (in Python: pandas cannot sort a name that is not UTF-8)."""
     stored = read_store(folder)
-    frame = pd.DataFrame({"path": stored.paths, "start": stored.starts, "end": stored.ends})
-    frame["embedding"] = list(stored.features)
-    return frame.sort_values(["path", "start"]).reset_index(drop=True)
+    order = sorted(range(len(stored)), key=lambda i: (stored.paths[i], stored.starts[i]))
+    paths = pd.Series([stored.paths[i] for i in order], dtype=object)
+    frame = pd.DataFrame({"path": paths, "start": stored.starts[order], "end": stored.ends[order]})
+    frame["embedding"] = list(stored.features[order])
+    return frame
 
 
 def test_rows_are_the_extractors_clips_and_every_tool_reads_the_store(tiny_checkpoint, recordings, tmp_path):

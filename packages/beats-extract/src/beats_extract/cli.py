@@ -204,9 +204,11 @@ def run_extract(args: argparse.Namespace, group: Any = None) -> int:
     from beats_extract.inputs import find_audio_files
     from beats_extract.storage import check_feature_path, is_store_path
 
-    files = find_audio_files(args.inputs)
-    if not is_store_path(args.out):
+    to_store = is_store_path(args.out)
+    if not to_store:
         check_feature_path(args.out)
+    files = find_audio_files(args.inputs)
+    if not to_store:
         return _extract_to_file(args, files)
     from beats_extract.archive import ProcessGroup, embed_into_store
 
@@ -273,7 +275,7 @@ def _extract_to_file(args: argparse.Namespace, files: list[Any]) -> int:
         ends=np.concatenate(ends),
     )
     shape = "x".join(str(n) for n in features.shape[1:])
-    print(f"wrote {len(features)} embeddings ({shape}) of {len(files) - len(failures)} file(s) to {args.out}")
+    print(f"wrote {len(features)} embeddings ({shape}) to {args.out}")
     return 0
 
 

@@ -63,8 +63,26 @@ class SavedFeatures:
 
 
 def is_store_path(path: str | os.PathLike[str]) -> bool:
-    """Whether an output path names a store folder (it has no ``.npz``/``.parquet`` suffix)."""
-    return Path(path).suffix.lower() not in FEATURE_SUFFIXES
+    """Whether an output path names a store folder rather than a ``.npz`` or ``.parquet`` file.
+
+    Args:
+        path: the output of ``beats extract``.
+
+    Returns:
+        True for an existing folder or a name without a suffix; False for ``.npz``/``.parquet``.
+
+    Raises:
+        ConfigError: a name with another suffix (``features.csv``), which is neither.
+    """
+    path = Path(path)
+    if path.suffix.lower() in FEATURE_SUFFIXES:
+        return False
+    if path.is_dir() or not path.suffix:
+        return True
+    raise ConfigError(
+        f"cannot save features as {str(path)!r}: use a .npz or .parquet file name, or a folder name "
+        "(no suffix) for a store of Parquet parts"
+    )
 
 
 def check_feature_path(path: str | os.PathLike[str]) -> Path:
