@@ -163,6 +163,10 @@ def test_bad_queries_and_settings_are_named():
     ):
         FeatureIndex(np.eye(3), ["a", "b", "c"], starts=[0.0, 1.0])
     assert FeatureIndex(np.full((2, 3), np.nan), ["a", "b"]).search(np.ones(3)) == []
+    huge = FeatureIndex(np.array([[3e30, 3e30], [1.0, 0.0]], dtype=np.float32), ["huge", "small"])
+    hits = huge.search(np.array([1.0, 1.0]), k=2)  # the squares of the first row overflow float32
+    assert [hit.path for hit in hits] == ["huge", "small"]
+    assert [hit.score for hit in hits] == pytest.approx([1.0, np.sqrt(0.5)], abs=1e-6)
 
 
 @pytest.mark.parametrize("method", ["exact", "approximate"])
@@ -279,6 +283,14 @@ def test_stale_graph_is_rebuilt_with_a_warning(tmp_path):
         FeatureIndex(changed, paths, method="approximate", index_path=graph_file, progress=False)
     reopened = FeatureIndex(changed, paths, method="approximate", index_path=graph_file)
     assert reopened.hnsw.memory_mapped  # the rebuilt file fits again
+    del reopened
+    graph_file.write_bytes(graph_file.read_bytes()[: graph_file.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="cannot be opened .*; rebuilding it"):
+        FeatureIndex(changed, paths, method="approximate", index_path=graph_file, progress=False)
+    graph_file.write_bytes(b"not a graph")
+    with pytest.warns(UserWarning, match="cannot be read .*; rebuilding it"):
+        FeatureIndex(changed, paths, method="approximate", index_path=graph_file, progress=False)
+    assert FeatureIndex(changed, paths, method="approximate", index_path=graph_file).hnsw.memory_mapped
 
 
 def test_graph_attached_to_features_in_memory(tmp_path):

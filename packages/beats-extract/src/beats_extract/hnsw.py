@@ -36,7 +36,7 @@ __all__ = [
 #: The scalar types an index can store its vectors in.
 VECTOR_DTYPES = ("f32", "f16", "bf16", "i8")
 _RECORD_FORMAT = "beats-hnsw-1"
-_FINGERPRINT_ROWS = 4096
+_FINGERPRINT_ROWS = 1024
 _ADD_CHUNK_ROWS = 8192
 
 
@@ -87,7 +87,7 @@ class HnswSettings:
 def index_record(features: np.ndarray, usable: np.ndarray, settings: HnswSettings) -> dict[str, Any]:
     """What a graph over ``features`` is built from; a saved graph must have the same record.
 
-    The fingerprint hashes which rows are usable and up to 4096 evenly spaced rows, so a
+    The fingerprint hashes which rows are usable and up to 1024 evenly spaced rows, so a
     matrix extracted again (another model, other files, another order) gets another one.
 
     Args:
@@ -151,7 +151,10 @@ def saved_index_problem(index_path: str | os.PathLike[str], record: dict[str, An
     ]
     if differences:
         return "was built from other features or settings: " + ", ".join(differences)
-    header = usearch_index_class().metadata(os.fspath(index_path))
+    try:
+        header = usearch_index_class().metadata(os.fspath(index_path))
+    except (ValueError, RuntimeError, OSError) as e:
+        return f"cannot be read ({type(e).__name__}: {e})"
     if (
         header is None
         or header.get("dimensions") != record["dim"]

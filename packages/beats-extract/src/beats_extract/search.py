@@ -322,7 +322,10 @@ class FeatureIndex:
         if index_path is not None:
             problem = saved_index_problem(index_path, index_record(self.features, self._usable, settings))
             if problem is None:
-                return HnswIndex.open(index_path, settings.expansion_search, mmap=mmap)
+                try:
+                    return HnswIndex.open(index_path, settings.expansion_search, mmap=mmap)
+                except ConfigError as e:
+                    problem = f"cannot be opened ({type(e.__cause__).__name__}: {e.__cause__})"
             if problem != "does not exist":
                 warnings.warn(
                     f"search index {os.fspath(index_path)!r} {problem}; rebuilding it", stacklevel=3
@@ -418,12 +421,18 @@ def _clip_times(times: np.ndarray | Sequence[float] | None, rows: int, name: str
 def _inverse_norms(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One over each row's L2 norm (0 for NaN, infinite or zero rows) and which rows are usable.
 
-    Computed in float64 a block of rows at a time, so no temporary the size of the matrix is made.
+    Sums the squares in float32 a block of rows at a time (no temporary the size of the matrix),
+    and again in float64 for the rows where float32 overflows.
     """
-    norms = np.empty(len(features), dtype=np.float64)
+    squares = np.empty(len(features), dtype=np.float32)
     for first in range(0, len(features), _NORM_BLOCK_ROWS):
-        block = features[first : first + _NORM_BLOCK_ROWS].astype(np.float64)
-        norms[first : first + _NORM_BLOCK_ROWS] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        block = features[first : first + _NORM_BLOCK_ROWS]
+        squares[first : first + _NORM_BLOCK_ROWS] = np.einsum("ij,ij->i", block, block)
+    norms = np.sqrt(squares.astype(np.float64))
+    overflowed = np.flatnonzero(np.isinf(squares))
+    if len(overflowed):
+        large = features[overflowed].astype(np.float64)
+        norms[overflowed] = np.sqrt(np.einsum("ij,ij->i", large, large))
     usable = np.isfinite(norms) & (norms > 0)
     inverse = np.zeros(len(features), dtype=np.float32)
     inverse[usable] = 1.0 / norms[usable]
