@@ -229,7 +229,7 @@ class FeatureIndex:
         elif self.hnsw is None:
             results = self._search_exact(queries, count)
         else:
-            results = self._search_approximate(queries, count)
+            results = self._search_approximate(self.hnsw, queries, count)
         return results[0] if single else results
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -364,9 +364,8 @@ class FeatureIndex:
             )
         return results
 
-    def _search_approximate(self, queries: np.ndarray, count: int) -> list[list[SearchHit]]:
-        assert self.hnsw is not None
-        found, counts = self.hnsw.search(queries, count)
+    def _search_approximate(self, hnsw: HnswIndex, queries: np.ndarray, count: int) -> list[list[SearchHit]]:
+        found, counts = hnsw.search(queries, count)
         results = []
         for query, line, found_count in zip(queries, found, counts, strict=True):
             rows = line[:found_count]
