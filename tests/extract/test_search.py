@@ -258,6 +258,14 @@ def test_saved_graph_is_viewed_memory_mapped_without_rebuilding(tmp_path):
     assert rows_of(in_memory.search(queries, k=10)) == rows_of(built.search(queries, k=10))
     assert FeatureIndex.load(written, method="exact").hnsw is None
 
+    loaded.save(tmp_path / "copy.npz")  # a viewed graph saves to another file and over its own
+    loaded.save(written)
+    for path in (tmp_path / "copy.npz", written):
+        again = FeatureIndex.load(path, method="approximate", connectivity=8)
+        assert again.hnsw.memory_mapped and rows_of(again.search(queries, k=10)) == rows_of(
+            built.search(queries, k=10)
+        )
+
 
 def test_stale_graph_is_rebuilt_with_a_warning(tmp_path):
     pytest.importorskip("usearch")
