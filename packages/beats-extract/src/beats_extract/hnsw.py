@@ -1,7 +1,7 @@
 """Approximate nearest neighbours by cosine similarity: an HNSW graph built with usearch.
 
-A query walks the graph (Hierarchical Navigable Small World) and compares itself with a few
-thousand rows instead of all of them, so its time grows with the logarithm of the number of
+A query walks the graph (Hierarchical Navigable Small World) and compares itself with several
+hundred rows instead of all of them, so its time grows with the logarithm of the number of
 rows, not with the number. Needs the ``search`` extra: ``pip install 'beats-extract[search]'``.
 
 The graph is saved as a usearch file with a JSON record beside it (``<file>.json``) that says
