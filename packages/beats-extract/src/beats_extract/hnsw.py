@@ -45,8 +45,9 @@ class HnswSettings:
     """How an HNSW graph is built and searched.
 
     The defaults were chosen by measurement (``bench/search.py``, figures in ``bench/README.md``):
-    on 200,000 clustered 768-d embeddings they find 98.7 % of the exact 10 nearest rows, with
-    queries over 10 times faster than the exact search, one at a time or 100 at once.
+    on 200,000 clustered 768-d embeddings they found 97 to 99 % of the exact 10 nearest rows,
+    with queries 110 to 140 times faster than the exact search one at a time and 10 to 18 times
+    faster 100 at once (two builds, on two CPU cores).
 
     Attributes:
         connectivity: links per row in the graph (HNSW's ``M``); more links: better recall,

@@ -7,7 +7,7 @@ A :class:`FeatureIndex` answers queries in one of two ways:
   query at 200,000 x 768 on two CPU cores, growing with the number of rows.
 * ``"approximate"``: walks an HNSW graph (:mod:`beats_extract.hnsw`, needs
   ``pip install 'beats-extract[search]'``): under a millisecond a query at 200,000 rows, its
-  time growing with the logarithm of the number of rows, finding 98.7 % of the exact top 10 on
+  time growing with the logarithm of the number of rows, finding 97 to 99 % of the exact top 10 on
   embedding-like (clustered) data, far fewer on structureless (isotropic) vectors. The graph
   takes minutes to build, so it is saved beside the features and later opened memory-mapped
   instead of rebuilt.
