@@ -314,7 +314,8 @@ def run_search(args: argparse.Namespace) -> int:
     )
     queries = extractor.extract_from_files(args.queries, progress=False)
     for query, hits in zip(args.queries, index.search(queries, k=args.top), strict=True):
-        print(query)
+        print(display_path(query))
         for rank, hit in enumerate(hits, start=1):
-            print(f"  {rank:>3}  {hit.score:7.4f}  {display_path(hit.path)}")
+            span = "" if hit.start is None or hit.end is None else f"  {hit.start:8.2f}-{hit.end:.2f} s"
+            print(f"  {rank:>3}  {hit.score:7.4f}  {display_path(hit.path)}{span}")
     return 0
