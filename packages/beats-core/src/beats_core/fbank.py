@@ -151,7 +151,7 @@ def compute_fbank(waveforms: torch.Tensor) -> torch.Tensor:
     dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
     num_frames = num_fbank_frames(num_samples)
     with torch.autocast(batch.device.type, enabled=False):
-        if torch.is_grad_enabled() and batch.requires_grad or torch.compiler.is_exporting():
+        if (torch.is_grad_enabled() and batch.requires_grad) or torch.compiler.is_exporting():
             out = _log_mel(batch.to(dtype))  # in one block: differentiable, and traceable for any length
         else:
             out = torch.empty(batch.shape[0], num_frames, NUM_MEL_BINS, device=batch.device, dtype=dtype)
@@ -224,7 +224,9 @@ def _mel_energies(squares: torch.Tensor) -> torch.Tensor:
     device, dtype = squares.device, squares.dtype
     if torch.compiler.is_exporting():
         return squares @ _mel_matrix(device, dtype).repeat_interleave(2, dim=0)
-    return torch.cat([squares[..., columns] @ weights for _, columns, weights in _mel_blocks(device, dtype)], dim=-1)
+    return torch.cat(
+        [squares[..., columns] @ weights for _, columns, weights in _mel_blocks(device, dtype)], dim=-1
+    )
 
 
 @tensor_cache(maxsize=16)
