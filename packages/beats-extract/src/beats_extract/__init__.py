@@ -16,13 +16,13 @@ from beats_core.lazy import lazy_exports
 from beats_extract.__about__ import __version__
 
 if TYPE_CHECKING:
+    from beats_extract.export import export_onnx, quantize_onnx
     from beats_extract.extractor import (
         BEATsFeatureExtractor,
         FileFeatures,
         FrameEmbeddings,
         SkippedFileWarning,
     )
-    from beats_extract.export import export_onnx, quantize_onnx
     from beats_extract.inputs import find_audio_files
     from beats_extract.onnx_model import OnnxMetadata, OnnxModel
     from beats_extract.poolings import Pooling, get_pooling, list_poolings
