@@ -143,3 +143,23 @@ def test_the_fbank_is_differentiable():
     assert torch.autograd.gradcheck(
         lambda x: (compute_fbank(x) * weights).sum(), (wave,), eps=1e-7, atol=1e-4
     )
+
+
+def test_the_fbank_exports_with_a_dynamic_batch_and_length():
+    """Under torch.export the fbank runs in one block with the dense filterbank, for any batch and length."""
+
+    class Fbank(torch.nn.Module):
+        def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+            return compute_fbank(waveforms)
+
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(
+        Fbank(), (_noise(2, 16000),), dynamic_shapes=({0: auto, 1: auto},), strict=False
+    )
+    # torch's exported program checks the guards of its trace (at least 2 rows and 2 frames); the ONNX
+    # graph, which has no such checks, is tested on one row of one time step in tests/extract.
+    for batch, length in ((2, 560), (3, 16000), (2, 5 * 16000 + 77)):
+        waveforms = _noise(batch, length, seed=length)
+        exported = program.module()(waveforms)
+        assert exported.shape == (batch, num_fbank_frames(length), 128)
+        torch.testing.assert_close(exported, compute_fbank(waveforms), rtol=0, atol=1e-4)

@@ -516,3 +516,56 @@ def test_a_model_that_ran_in_inference_mode_trains_afterwards():
     features.pow(2).mean().backward()
     table = model.encoder.layers[0].self_attn.relative_attention_bias.weight
     assert table.grad is not None and table.grad.abs().sum() > 0
+
+
+def test_aligned_features_of_a_padded_row_are_those_of_the_clip_alone():
+    """forward_features_aligned masks whole time steps: a padded row's kept tokens are its clip's alone."""
+    model = _tiny().eval()
+    lengths = [16000, 9000, 3000]
+    clips = [_noise(n, seed=n) for n in lengths]
+    batch = torch.zeros(len(lengths), max(lengths))
+    for row, clip in enumerate(clips):
+        batch[row, : len(clip)] = clip
+    steps = torch.tensor([max(1, (1 + (n - 400) // 160) // 16) for n in lengths])
+    with torch.no_grad():
+        features, mask = model.forward_features_aligned(batch, steps)
+        assert mask.shape == features.shape[:2] == (3, num_tokens(max(lengths)))
+        for row, clip in enumerate(clips):
+            alone, _ = model.forward_features(clip.unsqueeze(0))
+            kept = int(steps[row]) * model.num_frequency_patches
+            assert not mask[row, :kept].any() and mask[row, kept:].all()
+            torch.testing.assert_close(features[row, :kept], alone[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_model_exports_with_a_dynamic_batch_and_length_and_keeps_its_caches_clean():
+    """torch.export traces the aligned forward for any shape; the cached constants stay real tensors."""
+
+    class Aligned(torch.nn.Module):
+        def __init__(self, model: BEATs) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, waveforms: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+            features, mask = self.model.forward_features_aligned(waveforms, steps)
+            return self.model.forward_head(features, mask, pre_logits=True)
+
+    model = _tiny().eval()
+    auto = torch.export.Dim.AUTO
+    example = (_noise(2, 16000), torch.tensor([6, 3]))
+    with torch.no_grad():
+        program = torch.export.export(
+            Aligned(model), example, dynamic_shapes=({0: auto, 1: auto}, {0: auto}), strict=False
+        )
+        for waveforms, steps in (
+            # torch's program checks the guards of its trace: at least 2 rows and 2 time steps
+            (_noise(2, 5360), torch.tensor([2, 1])),
+            (_noise(3, 40000, seed=1), torch.tensor([15, 2, 9])),
+        ):
+            torch.testing.assert_close(
+                program.module()(waveforms, steps), Aligned(model)(waveforms, steps), rtol=0, atol=1e-5
+            )
+        # eager inference and training after the export use real (cached) constants
+        model.extract_features(_noise(2, 16000))
+    model.train()
+    model.extract_features(_noise(2, 16000))[0].pow(2).mean().backward()

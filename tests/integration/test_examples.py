@@ -336,3 +336,78 @@ def test_accelerate_launch_example_trains_with_two_processes(hub_env, tmp_path):
     assert results["epochs"] == 1 and 0.0 <= results["test_metrics"]["accuracy"] <= 1.0
     # both processes trained: the saved state holds the random state of each
     assert len(torch.load(output / "run" / "state.pt", weights_only=True)["rng"]) == 2
+
+
+# ----------------------------------------------------------------------------- onnx_classify.py
+
+# Run a script with torch and every beats package made unimportable: a meta path finder in front
+# of all others refuses them, so the script proves it needs only onnxruntime, numpy and soundfile.
+WITHOUT_TORCH = """
+import runpy, sys
+from importlib.abc import MetaPathFinder
+
+class Refuse(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch" or name.startswith("beats"):
+            raise ImportError(f"{name} is not installed on this machine")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+assert not [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith("beats")]
+"""
+
+
+@pytest.mark.slow
+def test_onnx_classify_runs_without_torch_and_gives_the_models_labels(reference_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from beats_core import create_model
+    from beats_core.audio import load_audio
+    from beats_extract import export_onnx
+
+    checkpoint = reference_dir / "tiny_finetuned.pt"
+    graph = export_onnx(checkpoint, tmp_path / "classifier.onnx")
+    files = {  # name: (signal, sample rate)
+        "tone.wav": (testkit.class_sound(1, 2.0, 16000, seed=1), 16000),
+        "short.wav": (testkit.class_sound(3, 0.1, 16000, seed=2), 16000),  # shorter than one time step
+        "long.wav": (testkit.class_sound(0, 12.5, 16000, seed=3), 16000),  # two windows: 10 s and 2.5 s
+        "stereo_44k.wav": (np.stack([testkit.class_sound(2, 1.5, 44100, seed=4)] * 2, axis=1), 44100),
+    }
+    paths = [
+        testkit.write_audio(tmp_path / name, signal, rate, subtype="FLOAT")
+        for name, (signal, rate) in files.items()
+    ]
+    command = [sys.executable, "-c", WITHOUT_TORCH, str(EXAMPLES / "onnx_classify.py"), str(graph)]
+    result = subprocess.run(
+        [*command, *map(str, paths), "--top", "5"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "5 classes, float32 weights" in result.stdout
+
+    model = create_model(checkpoint)
+    labels = model.label_dict
+    printed = {}
+    for block in result.stdout.split("\n")[1:]:
+        if block and not block.startswith(" "):
+            current = printed[Path(block).name] = {}
+        elif block:
+            _, probability, label = block.split()
+            current[label] = float(probability)
+    for name, (signal, rate) in files.items():
+        with torch.inference_mode():
+            if rate == 16000:  # the torch model on the same samples (10 s windows, weighted by length)
+                pieces = [torch.from_numpy(signal[s : s + 160000]) for s in range(0, len(signal), 160000)]
+                padded = [torch.nn.functional.pad(p, (0, max(0, 2800 - len(p))))[None] for p in pieces]
+                probabilities = [model.extract_features(p)[0][0] for p in padded]
+                weights = torch.tensor([len(p) for p in pieces], dtype=torch.float32)
+                expected = (torch.stack(probabilities) * weights[:, None]).sum(0) / weights.sum()
+                tolerance = 2e-4  # printed with 4 decimals
+            else:  # resampled by the example in numpy, here by soxr: close, not equal
+                audio = load_audio(tmp_path / name)
+                expected = model.extract_features(torch.as_tensor(audio)[None])[0][0]
+                tolerance = 0.01
+        assert sorted(printed[name]) == sorted(labels.values()), name
+        for index, label in labels.items():
+            assert printed[name][label] == pytest.approx(float(expected[index]), abs=tolerance), (name, label)
+        assert list(printed[name]) == sorted(printed[name], key=printed[name].get, reverse=True)  # ranked

@@ -151,8 +151,8 @@ def compute_fbank(waveforms: torch.Tensor) -> torch.Tensor:
     dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
     num_frames = num_fbank_frames(num_samples)
     with torch.autocast(batch.device.type, enabled=False):
-        if torch.is_grad_enabled() and batch.requires_grad:
-            out = _log_mel(batch.to(dtype))  # differentiable, in one block
+        if (torch.is_grad_enabled() and batch.requires_grad) or torch.compiler.is_exporting():
+            out = _log_mel(batch.to(dtype))  # in one block: differentiable, and traceable for any length
         else:
             out = torch.empty(batch.shape[0], num_frames, NUM_MEL_BINS, device=batch.device, dtype=dtype)
             for rows, frames in _blocks(batch.shape[0], num_frames, batch.device):
@@ -208,13 +208,25 @@ def _log_mel(waveforms: torch.Tensor, out: torch.Tensor | None = None) -> torch.
     # so each filter sums w * (re^2 + im^2) over its bins.
     spectrum = torch.view_as_real(torch.fft.rfft(padded))
     squares = (spectrum.square() if out is None else spectrum.square_()).flatten(-2)  # (R, T, 514)
-    blocks = _mel_blocks(device, dtype)
     if out is None:
-        energies = torch.cat([squares[..., columns] @ weights for _, columns, weights in blocks], dim=-1)
-        return energies.clamp_min(_EPSILON).log()
-    for filters, columns, weights in blocks:
+        return _mel_energies(squares).clamp_min(_EPSILON).log()
+    for filters, columns, weights in _mel_blocks(device, dtype):
         torch.matmul(squares[..., columns], weights, out=out[..., filters])
     return out.clamp_min_(_EPSILON).log_()
+
+
+def _mel_energies(squares: torch.Tensor) -> torch.Tensor:
+    """Mel energies (R, T, 128) of the interleaved (re, im) squares (R, T, 514) of the spectrum.
+
+    Block by block (:func:`_mel_blocks`); in one product with the whole interleaved matrix
+    under export, where the blocks' bounds, read from the filters' values, cannot be traced.
+    """
+    device, dtype = squares.device, squares.dtype
+    if torch.compiler.is_exporting():
+        return squares @ _mel_matrix(device, dtype).repeat_interleave(2, dim=0)
+    return torch.cat(
+        [squares[..., columns] @ weights for _, columns, weights in _mel_blocks(device, dtype)], dim=-1
+    )
 
 
 @tensor_cache(maxsize=16)

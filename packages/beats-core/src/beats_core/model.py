@@ -200,7 +200,7 @@ class _SelfAttention(nn.Module):
         gate = None
         if self.gru_rel_pos and context.position_bias is not None:
             # Gate per (batch, head, query) from the unscaled query of that head.
-            gates = torch.sigmoid(self.grep_linear(q).view(batch, length, heads, 2, 4).sum(-1))
+            gates = torch.sigmoid(self.grep_linear(q).unflatten(-1, (2, 4)).sum(-1))
             gate_a, gate_b = gates.unbind(-1)
             gate = gate_a * (gate_b * self.grep_a.view(heads) - 1.0) + 2.0  # (B, P, H)
             gate = gate.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, H, P, 1)
@@ -381,8 +381,9 @@ class _TransformerEncoder(nn.Module):
         table = self.layers[0].self_attn.relative_attention_bias.weight  # (buckets, H)
         buckets = _relative_buckets(length, self.num_buckets, self.max_distance, table.device)
         per_distance = table[buckets].t()  # (H, 2P - 1): entry r + P - 1 is relative position r
-        # bias[h, i, j] = per_distance[h, j - i + P - 1]: a Toeplitz matrix, built from a view.
-        return per_distance.unfold(1, length, 1).flip(1)
+        # bias[h, i, j] = per_distance[h, j - i + P - 1]: a Toeplitz matrix.
+        positions = torch.arange(length, device=table.device)
+        return per_distance[:, positions.unsqueeze(0) - positions.unsqueeze(1) + (length - 1)]
 
     def forward(
         self, x: Tensor, padding_mask: Tensor | None, hidden_states: list[Tensor] | None = None
@@ -549,13 +550,48 @@ class BEATs(nn.Module):
         """Waveforms -> projected patch embeddings (B, P, C) and the token padding mask."""
         source, padding_mask = self._check_inputs(source, padding_mask, self.min_num_samples)
         fbank, frame_mask = self._preprocess(source, padding_mask)
+        tokens = self._embed_patches(fbank)
+        token_mask = None if frame_mask is None else downsample_padding_mask(frame_mask, tokens.shape[1])
+        return tokens, token_mask
+
+    def _embed_patches(self, fbank: Tensor) -> Tensor:
+        """Normalised fbank (B, T, 128) -> projected patch embeddings (B, P, C)."""
         weight = self.patch_embedding.weight
         patches = self.patch_embedding(fbank.unsqueeze(1).to(weight.dtype))  # (B, E, T/p, F)
         tokens = self.layer_norm(patches.flatten(2).transpose(1, 2))  # (B, P, E), time-major
-        token_mask = None if frame_mask is None else downsample_padding_mask(frame_mask, tokens.shape[1])
         if self.post_extract_proj is not None:
             tokens = self.post_extract_proj(tokens)
-        return F.dropout(tokens, self.cfg.dropout_input, self.training), token_mask
+        return F.dropout(tokens, self.cfg.dropout_input, self.training)
+
+    def forward_features_aligned(self, source: Tensor, num_steps: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token encoder output for a batch whose padding is given as each row's number of time steps.
+
+        The tokens of a row's first ``num_steps`` time steps (all their frequency patches) are
+        kept and every later token is padding: the aligned token mask of
+        :func:`beats_extract.framing.aligned_padding_mask`, which makes a padded row's tokens
+        those of the clip alone. No step depends on the values of the inputs, so the method
+        traces (:func:`torch.export.export`) with a dynamic batch size and length.
+
+        Args:
+            source: float (B, N) waveforms in [-1, 1] at 16 kHz, N >= :attr:`min_num_samples`.
+            num_steps: int (B,), the time steps of each row that are not padding, at least 1
+                (see :func:`beats_core.geometry.num_time_steps`); values past the batch's
+                number of steps keep every token.
+
+        Returns:
+            ``(features, token_padding_mask)``: features (B, P, C) and the token mask (B, P)
+            bool, ``True`` = padding.
+
+        Raises:
+            InvalidAudioError: wrong shape or dtype of the waveforms.
+            AudioTooShortError: N < :attr:`min_num_samples`.
+        """
+        source, _ = self._check_inputs(source, None, self.min_num_samples)
+        fbank, _ = self._preprocess(source, None)
+        tokens = self._embed_patches(fbank)
+        step = torch.arange(tokens.shape[1], device=tokens.device) // self.num_frequency_patches
+        token_mask = step.unsqueeze(0) >= num_steps.to(tokens.device).unsqueeze(1)
+        return self.encoder(tokens, token_mask), token_mask
 
     def forward_features(
         self, source: Tensor, padding_mask: Tensor | None = None
@@ -769,8 +805,11 @@ class BEATs(nn.Module):
 
 
 def _masked_mean(values: Tensor, padding_mask: Tensor | None) -> Tensor:
-    """Mean over dim 1 of (B, P, D), skipping padded tokens when the mask has any padding (official rule)."""
-    if padding_mask is None or not bool(padding_mask.any()):
+    """Mean over dim 1 of (B, P, D), skipping padded tokens when the mask has any padding (official rule).
+
+    Under export, where the mask's values are not known, a mask is always applied (the same mean).
+    """
+    if padding_mask is None or (not torch.compiler.is_exporting() and not bool(padding_mask.any())):
         return values.mean(dim=1)
     keep = ~padding_mask
     summed = values.masked_fill(padding_mask.unsqueeze(-1), 0.0).sum(dim=1)

@@ -3,7 +3,8 @@
 :class:`BEATsFeatureExtractor` turns audio files and arrays into embeddings (one vector
 per clip, or one per time step with timestamps), with pluggable poolings, layer
 selection and bounded memory for long recordings; :class:`FeatureIndex` searches them;
-:mod:`beats_extract.hear` follows the HEAR benchmark API. The public API is importable
+:mod:`beats_extract.hear` follows the HEAR benchmark API; :func:`export_onnx` writes a model as one
+ONNX graph that :class:`OnnxModel` runs with onnxruntime alone. The public API is importable
 from the package root; names are resolved lazily so that ``import beats_extract`` stays cheap.
 """
 
@@ -15,6 +16,7 @@ from beats_core.lazy import lazy_exports
 from beats_extract.__about__ import __version__
 
 if TYPE_CHECKING:
+    from beats_extract.export import export_onnx, quantize_onnx
     from beats_extract.extractor import (
         BEATsFeatureExtractor,
         ClipFeatures,
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
         SkippedFileWarning,
     )
     from beats_extract.inputs import find_audio_files
+    from beats_extract.onnx_model import OnnxMetadata, OnnxModel
     from beats_extract.poolings import Pooling, get_pooling, list_poolings
     from beats_extract.search import FeatureIndex, SearchHit
     from beats_extract.storage import SavedFeatures, load_features, save_features
@@ -42,6 +45,10 @@ _LAZY = {
     "load_features": ".storage",
     "save_features": ".storage",
     "find_audio_files": ".inputs",
+    "export_onnx": ".export",
+    "quantize_onnx": ".export",
+    "OnnxModel": ".onnx_model",
+    "OnnxMetadata": ".onnx_model",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -22,7 +22,9 @@ def beats_poolings() -> Mapping[str, Callable[..., Any]]:
 
 @hookimpl
 def beats_cli_commands(subparsers: SubParsers) -> None:
-    """Add ``beats extract`` and ``beats search``."""
+    """Add ``beats extract``, ``beats search`` and ``beats export``."""
     from beats_extract.cli import add_commands
+    from beats_extract.export_cli import add_export_command
 
     add_commands(subparsers)
+    add_export_command(subparsers)
