@@ -90,6 +90,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="worker processes for validation")
     args = parser.parse_args()
+    print(
+        f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, dtype float32 unless a row says otherwise"
+    )
     torch.set_num_threads(1)
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPUs; the machine may be shared, so timings are noisy"

@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    print(
+        f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, dtype float32 unless a row says otherwise"
+    )
 
     kaldi = kaldi_module()
     generator = torch.Generator().manual_seed(0)

@@ -44,6 +44,9 @@ def main() -> None:
     )
     parser.add_argument("--official-repeats", type=int, default=2)
     args = parser.parse_args()
+    print(
+        f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, dtype float32 unless a row says otherwise"
+    )
 
     torch.manual_seed(0)
     config = BEATsConfig.base()

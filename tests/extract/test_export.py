@@ -341,3 +341,60 @@ def test_beats_export_reports_errors_in_one_line(onnx_installed, reference_dir, 
     assert "beats: error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(finetuned), "-o", str(tmp_path / "x.onnx"), "--quantize", "int4"])
+
+
+# ----------------------------------------------------------------------------- our tools on an ONNX model
+def test_the_extractor_runs_an_exported_model_with_the_checkpoints_embeddings(
+    pretrained_onnx, reference_dir, tmp_path
+):
+    files = [
+        testkit.write_audio(tmp_path / "long.flac", testkit.class_sound(0, 13.3, 22050, seed=1), 22050),
+        testkit.write_audio(tmp_path / "short.wav", testkit.class_sound(1, 1.7, 16000, seed=2), 16000),
+    ]
+    checkpoint = reference_dir / "tiny_pretrained.pt"
+    for options in ({}, {"clip_seconds": 3.0}):
+        onnx = BEATsFeatureExtractor(pretrained_onnx, num_workers=0, **options)
+        torch_ = BEATsFeatureExtractor(str(checkpoint), num_workers=0, dtype="float32", **options)
+        ours, expected = (
+            onnx.extract_from_files(files, progress=False),
+            torch_.extract_from_files(files, progress=False),
+        )
+        features = ours.features if options else ours
+        np.testing.assert_allclose(features, expected.features if options else expected, atol=1e-4, rtol=0)
+    assert onnx.settings()["dtype"] == "onnx-float32" and onnx.get_feature_dim() == 64
+
+
+def test_beats_extract_fills_a_store_with_an_exported_model(pretrained_onnx, tmp_path, capsys):
+    testkit.write_audio(tmp_path / "a.wav", testkit.class_sound(2, 4.5), 16000)
+    store = tmp_path / "store"
+    assert (
+        main(
+            [
+                "extract",
+                str(tmp_path / "a.wav"),
+                "--model",
+                str(pretrained_onnx),
+                "-o",
+                str(store),
+                "--clip-seconds",
+                "2",
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((store / "_manifest.json").read_text())
+    assert manifest["settings"]["dtype"] == "onnx-float32" and manifest["summary"]["rows"] == 3
+    digest = hashlib.sha256(Path(pretrained_onnx).read_bytes()).hexdigest()
+    assert manifest["settings"]["encoder_sha256"] == manifest["settings"]["model_sha256"] == digest
+
+
+def test_the_extractor_refuses_what_an_export_cannot_give(pretrained_onnx, finetuned_onnx):
+    with pytest.raises(ConfigError, match="classifier"):
+        BEATsFeatureExtractor(finetuned_onnx)
+    with pytest.raises(ConfigError, match=r"exported with pooling 'mean', not 'max'"):
+        BEATsFeatureExtractor(pretrained_onnx, pooling="max")
+    with pytest.raises(ConfigError, match="last layer only"):
+        BEATsFeatureExtractor(pretrained_onnx, layer=0)
+    overlapping = BEATsFeatureExtractor(pretrained_onnx, window_seconds=2.0, hop_seconds=1.0, num_workers=0)
+    with pytest.raises(ConfigError, match="follow each other"):
+        overlapping.extract_from_array(np.zeros(16000 * 5, np.float32))

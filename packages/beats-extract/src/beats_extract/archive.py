@@ -27,9 +27,7 @@ from typing import Any
 import numpy as np
 
 from beats_core.audio import audio_info
-from beats_core.download import file_sha256
 from beats_core.errors import AudioDecodeError
-from beats_core.factory import encoder_sha256
 from beats_extract.extractor import BEATsFeatureExtractor
 from beats_extract.store import (
     EmbeddingStore,
@@ -130,12 +128,7 @@ def store_settings(extractor: BEATsFeatureExtractor) -> dict[str, Any]:
         model built in memory) and the fingerprint of its encoder (``encoder_sha256``), for
         :func:`~beats_extract.store.prepare_store`.
     """
-    path = extractor.model.checkpoint_path
-    return {
-        **extractor.settings(),
-        "model_sha256": None if path is None else file_sha256(path),
-        "encoder_sha256": encoder_sha256(extractor.model),
-    }
+    return {**extractor.settings(), **extractor.runner.fingerprints()}
 
 
 def share_by_duration(durations: Sequence[float], count: int) -> list[list[int]]:

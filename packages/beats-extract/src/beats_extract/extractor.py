@@ -22,6 +22,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -43,7 +44,7 @@ from beats_extract.loading import (
     plan_units,
 )
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
-from beats_extract.runner import LayerSelection, ModelRunner, resolve_layers
+from beats_extract.runner import LayerSelection, ModelRunner, OnnxRunner, resolve_layers
 
 __all__ = [
     "BEATsFeatureExtractor",
@@ -179,9 +180,12 @@ class BEATsFeatureExtractor:
 
     Args:
         model: a model spec for :func:`beats_core.create_model` (a registered name, downloaded
-            and cached on first use; the path of a checkpoint; ``hf-hub:owner/name``), or a
+            and cached on first use; the path of a checkpoint; ``hf-hub:owner/name``), a
             :class:`~beats_core.model.BEATs` instance such as a fine-tuned backbone (used as is,
-            not copied). ``None``: the default model, :data:`beats_core.registry.DEFAULT_MODEL`.
+            not copied), or an ``.onnx`` file exported by ``beats export`` (run by onnxruntime on
+            the CPU: pooled output with the pooling it was exported with, the last layer, and
+            windows that follow each other). ``None``: the default model,
+            :data:`beats_core.registry.DEFAULT_MODEL`.
         pooling: how the tokens of a clip become one vector: a registered name
             (``"mean"``, ``"max"``, ``"first"``, ``"last"``, ``"meanstd"`` and those of
             plugins, see :func:`~beats_extract.poolings.list_poolings`), a callable
@@ -256,32 +260,44 @@ class BEATsFeatureExtractor:
         self.pooling: Pooling | None = None if pooling is None else get_pooling(pooling)
         self.batch_size = batch_size
         self.model_name: str | None
-        if isinstance(model, BEATs):
-            self.model, self.model_name = model, None
-            target = resolve_device(device, model.patch_embedding.weight.device)
-        elif model is None or isinstance(model, (str, os.PathLike)):
-            from beats_core.registry import DEFAULT_MODEL
+        self.model: BEATs | None
+        self.runner: ModelRunner | OnnxRunner
+        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
+            from beats_extract.onnx_model import OnnxModel
 
-            self.model_name = os.fspath(DEFAULT_MODEL if model is None else model)
-            target = resolve_device(device)
-            self.model = create_model(self.model_name, map_location=target)
+            self.model, self.model_name = None, os.fspath(model)
+            if layer != -1:
+                raise ConfigError(f"an ONNX model gives the last layer only, not layer={layer!r}")
+            self.runner = OnnxRunner(OnnxModel(model), self.pooling)
+            self.dtype = torch.float32
         else:
-            raise ConfigError(
-                f"model must be a model name, a checkpoint path or a BEATs instance, got {type(model).__name__}"
+            if isinstance(model, BEATs):
+                self.model, self.model_name = model, None
+                target = resolve_device(device, model.patch_embedding.weight.device)
+            elif model is None or isinstance(model, (str, os.PathLike)):
+                from beats_core.registry import DEFAULT_MODEL
+
+                self.model_name = os.fspath(DEFAULT_MODEL if model is None else model)
+                target = resolve_device(device)
+                self.model = create_model(self.model_name, map_location=target)
+            else:
+                raise ConfigError(
+                    "model must be a model name, a checkpoint path, an exported .onnx file or a BEATs "
+                    f"instance, got {type(model).__name__}"
+                )
+            if self.model.patch_embedding.weight.device != target:
+                logger.info("moving the BEATs model to %s", target)
+                self.model.to(target)
+            self.dtype = resolve_dtype(dtype, target)
+            layers, stacked = resolve_layers(layer, len(self.model.encoder.layers))
+            self.runner = ModelRunner(
+                self.model, pooling=self.pooling, layers=layers, stacked=stacked, dtype=self.dtype
             )
-        if self.device != target:
-            logger.info("moving the BEATs model to %s", target)
-            self.model.to(target)
-        self.dtype = resolve_dtype(dtype, target)
-        self.num_workers = _default_workers(target) if num_workers is None else num_workers
-        layers, stacked = resolve_layers(layer, len(self.model.encoder.layers))
-        self.runner = ModelRunner(
-            self.model, pooling=self.pooling, layers=layers, stacked=stacked, dtype=self.dtype
-        )
+        self.num_workers = _default_workers(self.device) if num_workers is None else num_workers
         self.cutting = Cutting(
             clips=ClipRule(clip_seconds, clip_overlap),
             windows=ClipRule.windows(window_seconds, hop_seconds),
-            patch_size=self.model.cfg.input_patch_size,
+            patch_size=self.runner.patch_size,
         )
         self._decoder = UnitDecoder(self.cutting)
 
@@ -289,7 +305,7 @@ class BEATsFeatureExtractor:
     @property
     def device(self) -> torch.device:
         """Where the model is, hence where it runs (moving the model moves the extraction)."""
-        return self.model.patch_embedding.weight.device
+        return self.runner.device
 
     @property
     def sample_rate(self) -> int:
@@ -299,7 +315,7 @@ class BEATsFeatureExtractor:
     @property
     def num_layers(self) -> int:
         """Transformer layers L of the model (the hidden states are 0 ... L)."""
-        return len(self.model.encoder.layers)
+        return self.runner.num_layers
 
     @property
     def layers(self) -> list[int]:
@@ -331,7 +347,7 @@ class BEATsFeatureExtractor:
         Returns:
             ``D``.
         """
-        width = self.model.embed_dim
+        width = self.runner.width
         per_layer = width if self.pooling is None else self.pooling.output_dim(width)
         return per_layer if self.stacked else per_layer * len(self.layers)
 
@@ -361,7 +377,7 @@ class BEATsFeatureExtractor:
             "clip_overlap": self.clip_rule.overlap_seconds,
             "window_seconds": windows.clip_seconds,
             "hop_seconds": None if windows.hop_samples is None else windows.hop_samples / SAMPLE_RATE,
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.runner.precision,
             "feature_shape": list(self.feature_shape),
         }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from beats_extract.framing import aligned_padding_mask
 from beats_extract.loading import Row
 from beats_extract.poolings import Pooling
 
-__all__ = ["LayerSelection", "ModelRunner", "RowOutput", "resolve_layers"]
+__all__ = ["LayerSelection", "ModelRunner", "OnnxRunner", "RowOutput", "resolve_layers"]
 
 #: ``layer=``: one hidden state (index), several (concatenated), or ``"all"`` (stacked).
 LayerSelection = int | Sequence[int] | Literal["all"]
@@ -64,6 +64,37 @@ class ModelRunner:
     def patch_size(self) -> int:
         """``BEATsConfig.input_patch_size`` of the model."""
         return self.model.cfg.input_patch_size
+
+    @property
+    def width(self) -> int:
+        """C, the width of the model's hidden states."""
+        return self.model.embed_dim
+
+    @property
+    def num_layers(self) -> int:
+        """L, the model's transformer layers (hidden states 0 ... L)."""
+        return len(self.model.encoder.layers)
+
+    @property
+    def precision(self) -> str:
+        """The precision the model runs in: ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def fingerprints(self) -> dict[str, str | None]:
+        """What identifies the weights: the checkpoint file's SHA-256 and the encoder's fingerprint.
+
+        Returns:
+            ``model_sha256`` (None for a model built in memory) and ``encoder_sha256``
+            (:func:`beats_core.factory.encoder_sha256`).
+        """
+        from beats_core.download import file_sha256
+        from beats_core.factory import encoder_sha256
+
+        path = self.model.checkpoint_path
+        return {
+            "model_sha256": None if path is None else file_sha256(path),
+            "encoder_sha256": encoder_sha256(self.model),
+        }
 
     def run(self, waveforms: torch.Tensor, rows: list[Row]) -> list[RowOutput]:
         """Run the model on ``(R, N)`` windows and reduce each row (see :data:`RowOutput`).
@@ -173,3 +204,69 @@ def resolve_layers(layer: LayerSelection, num_layers: int) -> tuple[list[int], b
             raise ConfigError(f"layer is an empty list; {described}")
         return [index(value) for value in layer], False
     return [index(layer)], False
+
+
+class OnnxRunner:
+    """Runs a model exported to ONNX (``beats export``) through onnxruntime, as :class:`ModelRunner` does.
+
+    The graph pools each row itself (the pooling it was exported with, over the whole row), so
+    every row must keep all its time steps: windows that follow each other (the default), or
+    clips no longer than a window.
+
+    Args:
+        model: the :class:`~beats_extract.onnx_model.OnnxModel` (its ``kind`` must be ``"embeddings"``).
+        pooling: the extractor's pooling: the one the graph was exported with.
+
+    Raises:
+        ConfigError: the graph gives class probabilities, or was exported with another pooling.
+    """
+
+    stacked = False
+    patch_size = 16
+    device = torch.device("cpu")
+
+    def __init__(self, model: Any, pooling: Pooling | None) -> None:
+        meta = model.metadata
+        if meta.kind != "embeddings":
+            raise ConfigError(
+                f"{str(model.path)!r} is an exported classifier (class probabilities); embed with the "
+                "checkpoint or an export of the pre-trained model, or classify with `beats detect`"
+            )
+        if pooling is None or pooling.name != meta.pooling:
+            asked = None if pooling is None else pooling.name
+            raise ConfigError(
+                f"{str(model.path)!r} was exported with pooling {meta.pooling!r}, not {asked!r}: use "
+                f"pooling={meta.pooling!r}, or export again (`beats export MODEL --pooling ...`)"
+            )
+        self.model = model
+        self.pooling = pooling
+        self.width = meta.output_dim // pooling.output_dim(1)
+        self.num_layers = int(meta.cfg.get("encoder_layers", 0))
+        self.layers = [self.num_layers]
+        self.precision = f"onnx-{'float32' if meta.quantize == 'none' else meta.quantize}"
+
+    def fingerprints(self) -> dict[str, str | None]:
+        """The SHA-256 of the ONNX file for both fingerprints: its embeddings are its own (int8 differs)."""
+        from beats_core.download import file_sha256
+
+        digest = file_sha256(self.model.path)
+        return {"model_sha256": digest, "encoder_sha256": digest}
+
+    def run(self, waveforms: torch.Tensor, rows: list[Row]) -> list[RowOutput]:
+        """Run the graph on ``(R, N)`` windows; each row's pooled vector and its token count.
+
+        Raises:
+            ConfigError: a row keeps only part of its time steps (overlapping windows).
+        """
+        lengths = np.array([row.window.length for row in rows], dtype=np.int64)
+        outputs = []
+        for row, length in zip(rows, lengths, strict=True):
+            steps = num_time_steps(int(length), self.patch_size)
+            first, stop = row.window.kept_steps(steps)
+            if (first, stop) != (0, steps):
+                raise ConfigError(
+                    "an ONNX model pools whole windows: use windows that follow each other (hop_seconds=None)"
+                )
+            outputs.append(steps * (128 // self.patch_size))
+        pooled = self.model(waveforms.numpy(), lengths)
+        return list(zip(pooled, outputs, strict=True))
