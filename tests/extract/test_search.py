@@ -48,7 +48,7 @@ def test_parquet_opens_in_pandas(tmp_path):
     features = np.eye(3, dtype=np.float32)
     save_features(tmp_path / "f.parquet", features, ["x", "y", "z"])
     frame = pd.read_parquet(tmp_path / "f.parquet")
-    assert list(frame.columns) == ["path", "embedding"]
+    assert list(frame.columns) == ["path", "start", "end", "embedding"]
     np.testing.assert_array_equal(np.stack(frame["embedding"]), features)
 
 

@@ -336,6 +336,7 @@ def test_decoding_in_worker_processes_trains_the_same_model(sound_root, tmp_path
 
 def test_long_files_are_predicted_from_the_mean_of_their_windows(trained, tmp_path):
     from beats_core import load_audio
+    from beats_core.clips import ClipRule
 
     clip = np.concatenate([testkit.sound_clip(name, 1.0, seed=7) for name in ("tone", "chirp", "clicks")])
     path = testkit.write_audio(tmp_path / "long.wav", clip, 16000)
@@ -344,10 +345,10 @@ def test_long_files_are_predicted_from_the_mean_of_their_windows(trained, tmp_pa
     )
     table = reloaded.predict([path])
     waveform = load_audio(path)
+    windows = ClipRule.windows(1.0).clips(waveform.shape[0])  # the one clip rule: 1 s every 0.96 s
+    assert len(windows) == 3
     with torch.no_grad():
-        logits = torch.stack(
-            [reloaded.model(waveform[i * 16000 : (i + 1) * 16000][None])[0] for i in range(3)]
-        )
+        logits = torch.stack([reloaded.model(waveform[w.start : w.stop][None])[0] for w in windows])
     expected = torch.softmax(logits.mean(dim=0), dim=-1).numpy()
     columns = [f"prob_{label}" for label in ("chirp", "clicks", "noise_band", "tone")]
     assert np.allclose(table[columns].to_numpy()[0], expected, atol=1e-5)

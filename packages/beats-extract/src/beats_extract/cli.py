@@ -313,9 +313,10 @@ def run_search(args: argparse.Namespace) -> int:
         hop_seconds=meta.get("hop_seconds"),
     )
     queries = extractor.extract_from_files(args.queries, progress=False)
+    clips = meta.get("clip_seconds") is not None
     for query, hits in zip(args.queries, index.search(queries, k=args.top), strict=True):
         print(display_path(query))
         for rank, hit in enumerate(hits, start=1):
-            span = "" if hit.start is None or hit.end is None else f"  {hit.start:8.2f}-{hit.end:.2f} s"
-            print(f"  {rank:>3}  {hit.score:7.4f}  {display_path(hit.path)}{span}")
+            span = f"{hit.start:8.2f} - {hit.end:8.2f} s  " if clips else ""
+            print(f"  {rank:>3}  {hit.score:7.4f}  {span}{display_path(hit.path)}")
     return 0
