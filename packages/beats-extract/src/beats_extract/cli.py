@@ -151,14 +151,20 @@ def add_commands(subparsers: SubParsers) -> None:
         help="find the files or clips most similar to a query sound",
         description=(
             "Rank the rows of a store or features file (written by `beats extract`) by cosine similarity to each "
-            "query file, embedded with the same model and settings."
+            "query, embedded with the same model and settings: an audio file, or a clip PATH@START-END (seconds) "
+            "of a recording (a clip that is a row of the store is not embedded again). With -o, the hits are "
+            "written as a CSV table (path,start,end,score,label) to label and train on: "
+            "beats train --freeze-backbone --embeddings STORE hits.csv."
         ),
     )
     search.add_argument(
         "index", metavar="INDEX", help="a store folder, or a .npz or .parquet file written by `beats extract`"
     )
-    search.add_argument("queries", nargs="+", metavar="QUERY", help="audio files to search for")
+    search.add_argument(
+        "queries", nargs="+", metavar="QUERY", help="audio files, or clips PATH@START-END of recordings"
+    )
     search.add_argument("-k", "--top", type=int, default=5, help="results per query (default: 5)")
+    search.add_argument("-o", "--output", help="write the hits to this CSV file (label column empty)")
     _add_model_options(search, model_default=None)
     search.set_defaults(func=run_search)
 
@@ -291,9 +297,11 @@ def run_search(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: the index does not say which model made it and ``--model`` is not given.
     """
+    from beats_core.atomic import atomic_write_text
     from beats_core.audio_files import display_path
     from beats_core.errors import ConfigError
     from beats_extract.extractor import BEATsFeatureExtractor
+    from beats_extract.queries import embed_queries, hits_csv, parse_query
     from beats_extract.search import FeatureIndex
 
     index = FeatureIndex.load(args.index)
@@ -312,11 +320,15 @@ def run_search(args: argparse.Namespace) -> int:
         window_seconds=meta.get("window_seconds", 10.0),
         hop_seconds=meta.get("hop_seconds"),
     )
-    queries = extractor.extract_from_files(args.queries, progress=False)
+    queries = [parse_query(text) for text in args.queries]
+    results = index.search(embed_queries(queries, index, extractor), k=args.top)
     clips = meta.get("clip_seconds") is not None
-    for query, hits in zip(args.queries, index.search(queries, k=args.top), strict=True):
-        print(display_path(query))
+    for query, hits in zip(queries, results, strict=True):
+        print(query)
         for rank, hit in enumerate(hits, start=1):
             span = f"{hit.start:8.2f} - {hit.end:8.2f} s  " if clips else ""
             print(f"  {rank:>3}  {hit.score:7.4f}  {span}{display_path(hit.path)}")
+    if args.output:
+        atomic_write_text(args.output, hits_csv(queries, results))
+        print(f"hits written to {args.output}: fill in the label column, then train on them")
     return 0
