@@ -34,7 +34,9 @@ def store(tmp_path_factory, tiny_checkpoint):
     )
     extractor = BEATsFeatureExtractor(str(tiny_checkpoint), clip_seconds=2.0, num_workers=0, dtype="float32")
     embed_into_store(extractor, [recording], root / "store", progress=False)
-    queries = BEATsFeatureExtractor(str(tiny_checkpoint), num_workers=0, dtype="float32")  # a query is one clip
+    queries = BEATsFeatureExtractor(
+        str(tiny_checkpoint), num_workers=0, dtype="float32"
+    )  # a query is one clip
     return root / "store", recording, queries
 
 
