@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Sampler
 from beats_core.errors import ConfigError, DatasetError
 from beats_data.dataset import AudioCollator, AudioDataset, create_dataloader
 from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, require_columns, resolve_paths
-from beats_data.labels import LabelEncoder
+from beats_data.labels import LabelEncoder, split_labels
 from beats_data.loaders import load_csv_dataset, parse_dataset_spec, resolve_dataset
 from beats_data.splits import fold_split, stratified_split
 from beats_data.validation import format_report, validate_dataset
@@ -182,7 +182,7 @@ def class_counts(frame: pd.DataFrame, *, multi_label: bool = False, delimiter: s
         return {str(k): int(v) for k, v in frame[CATEGORY].value_counts().items()}
     counts: dict[str, int] = {}
     for value in frame[CATEGORY]:
-        for label in {part.strip() for part in str(value).split(delimiter)} - {""}:
+        for label in split_labels(value, delimiter):
             counts[label] = counts.get(label, 0) + 1
     return counts
 
