@@ -31,18 +31,20 @@ class _FullDisk(io.RawIOBase):
 def test_a_full_disk_under_torch_save_is_a_disk_full_error_naming_the_file(tmp_path):
     target = tmp_path / "model.pt"
     atomic_write_bytes(target, b"the previous file")
-    with pytest.raises(DiskFullError, match=r"disk full: cannot write '.*model\.pt'") as caught:
-        with atomic_path(target) as temporary, temporary.open("wb") as f:
-            torch.save({"weights": torch.zeros(10_000)}, _FullDisk(f, 2_000))  # torch raises RuntimeError
+    with (
+        pytest.raises(DiskFullError, match=r"disk full: cannot write '.*model\.pt'") as caught,
+        atomic_path(target) as temporary,
+        temporary.open("wb") as f,
+    ):
+        torch.save({"weights": torch.zeros(10_000)}, _FullDisk(f, 2_000))  # torch raises RuntimeError
     assert isinstance(caught.value, BeatsError) and isinstance(caught.value, OSError)
     assert target.read_bytes() == b"the previous file"  # left untouched
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
 
 
 def test_other_write_errors_pass_unchanged(tmp_path):
-    with pytest.raises(ValueError, match="not a disk problem"):
-        with atomic_path(tmp_path / "table.csv"):
-            raise ValueError("not a disk problem")
+    with pytest.raises(ValueError, match="not a disk problem"), atomic_path(tmp_path / "table.csv"):
+        raise ValueError("not a disk problem")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -45,7 +45,7 @@ def test_explicit_bfloat16_is_honoured_and_warns_where_it_is_emulated():
 
 
 def test_bad_precisions_and_devices_say_what_is_accepted():
-    with pytest.raises(ConfigError, match="'auto'.*'float32', 'bfloat16' or 'float16'"):
+    with pytest.raises(ConfigError, match=r"'auto'.*'float32', 'bfloat16' or 'float16'"):
         resolve_dtype("int8", "cpu")
     with pytest.raises(ConfigError, match="not a device"):
         resolve_device("gpu0")
