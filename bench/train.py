@@ -3,13 +3,15 @@
 One training step is a forward pass, the loss, the backward pass and an AdamW step on a
 batch of 8 clips of 5 s (the batch and clip length of the BEATs paper's ESC-50
 fine-tuning). Ours is the step beats-train's training loop runs: a ``BEATsClassifier``
-prepared by an Accelerate ``Accelerator`` (its mixed precision), the optimiser of
-``build_optimizer`` (AdamW, parameter groups), ``accelerator.backward``; cross-entropy on
-the logits. The official side is a plain PyTorch loop over microsoft/unilm's ``BEATs``
+prepared by an Accelerate ``Accelerator``, the run's ``MixedPrecision`` (autocast around
+the forward pass), the optimiser of ``build_optimizer`` (AdamW, parameter groups),
+``accelerator.backward``; cross-entropy on the logits. ``--precision auto`` takes what a
+run with ``mixed_precision="auto"`` takes on this CPU (bfloat16 only with AMX or
+AVX512-BF16); the CPU capability and the precision used are printed. The official side is a plain PyTorch loop over microsoft/unilm's ``BEATs``
 with the same weights, the same batch and ``torch.optim.AdamW``; its fine-tuned output is
 a sigmoid, so its loss is binary cross-entropy, as in the official fine-tuning. bfloat16
 runs wrap the official forward pass in ``torch.autocast("cpu", torch.bfloat16)``, which is
-what Accelerate does for ours. Layer drop is off on both sides (it skips layers at random,
+what beats-train does for ours. Layer drop is off on both sides (it skips layers at random,
 which would make the timings random too).
 
 Each figure is the best of several steps; ours and the official steps alternate, so both
@@ -48,15 +50,17 @@ from beats_core import BEATs, BEATsConfig
 from beats_train.config import TrainingConfig
 from beats_train.model import BEATsClassifier
 from beats_train.optim import build_optimizer
+from beats_train.precision import MixedPrecision, resolve_mixed_precision
+
+CPU = torch.device("cpu")
 
 
 def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targets: torch.Tensor):
     """A step function of beats-train's loop, and the model it trains."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state()  # one process, two precisions one after the other
-    accelerator = Accelerator(cpu=True, mixed_precision=precision)
+    accelerator = Accelerator(cpu=True, mixed_precision="no")  # beats-train applies the precision itself
+    mixed = MixedPrecision(precision, CPU)
     backbone = BEATs(config)
     backbone.label_dict = {i: str(i) for i in range(config.predictor_class)}
     classifier = BEATsClassifier(backbone)
@@ -66,9 +70,11 @@ def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targe
 
     def step() -> None:
         with accelerator.accumulate(model):
-            loss = F.cross_entropy(model(waveforms, None).float(), targets)
-            accelerator.backward(loss)
-            optimizer.step()
+            with mixed.autocast():
+                logits = model(waveforms, None)
+            loss = F.cross_entropy(logits.float(), targets)
+            accelerator.backward(mixed.scale(loss))
+            mixed.step(optimizer)
             optimizer.zero_grad()
 
     return step, classifier
@@ -112,7 +118,13 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed steps per side and precision (after one warm-up)"
     )
-    parser.add_argument("--precision", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["no", "bf16"],
+        choices=["auto", "no", "bf16"],
+        help="TrainingConfig.mixed_precision values; auto: bf16 where the CPU has it natively, else no",
+    )
     args = parser.parse_args()
     if len(args.precision) > 1:
         # One process per precision: glibc sizes its free-memory thresholds from the largest
@@ -148,11 +160,18 @@ def main() -> None:
         f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: float32 {ceilings['no']:.0f} GFLOP/s, "
         f"bfloat16 autocast {ceilings['bf16']:.0f} GFLOP/s"
     )
+    used = {asked: resolve_mixed_precision(asked, CPU) for asked in args.precision}
+    print(
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}; mixed precision "
+        + ", ".join(
+            f"{asked} -> {precision}" if asked == "auto" else precision for asked, precision in used.items()
+        )
+    )
     print(
         f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'GFLOP/s':>9}"
         f"{'speed-up':>10}{'paired':>8}"
     )
-    for precision in args.precision:
+    for precision in used.values():
         torch.manual_seed(0)
         ours, classifier = our_step(precision, config, waveforms, targets)
         official = None
