@@ -19,7 +19,7 @@ see the same load on a shared machine, and the speed-up is also given as the med
 ratios of adjacent pairs of steps, which a load that comes and goes disturbs less. It
 prints seconds per step, training samples per second, GFLOP/s (three times the matmuls and
 convolutions of the forward pass), the speed-ups, and the peak resident memory of the
-process. It also measures what a large matmul reaches here in float32 and bfloat16: a step
+process. It also measures what a large matmul reaches here in each precision used: a step
 cannot take less than its transformer layers' matmuls (forward and backward) at that rate,
 which bounds the speed-up any implementation can have over the official one (the "floor"
 row).
@@ -53,6 +53,7 @@ from beats_train.optim import build_optimizer
 from beats_train.precision import MixedPrecision, resolve_mixed_precision
 
 CPU = torch.device("cpu")
+_NAMES = {"no": "float32", "bf16": "bfloat16"}
 
 
 def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targets: torch.Tensor):
@@ -150,22 +151,26 @@ def main() -> None:
     module = official_beats(args.official_dir) if args.official_dir else None
     gflop = training_gflop(config, args.batch, waveforms.shape[1])
     floor_gflop = training_gflop(config, args.batch, waveforms.shape[1], layers_only=True)
-    ceilings = {"no": matmul_gflops(None), "bf16": matmul_gflops(torch.bfloat16)}
+    used = {asked: resolve_mixed_precision(asked, CPU) for asked in args.precision}
+    # only the precisions used: an emulated bfloat16 matmul takes minutes on CPUs without AMX/AVX512-BF16
+    ceilings = {
+        precision: matmul_gflops(torch.bfloat16 if precision == "bf16" else None)
+        for precision in used.values()
+    }
     print(
         f"BEATs base, {sum(p.numel() for p in BEATs(config).parameters()) / 1e6:.1f} M parameters; batch of "
         f"{args.batch} clips of {args.seconds:g} s; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"best of {args.repeats} steps, ours and official alternating"
     )
     print(
-        f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: float32 {ceilings['no']:.0f} GFLOP/s, "
-        f"bfloat16 autocast {ceilings['bf16']:.0f} GFLOP/s"
-    )
-    used = {asked: resolve_mixed_precision(asked, CPU) for asked in args.precision}
-    print(
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}; mixed precision "
         + ", ".join(
             f"{asked} -> {precision}" if asked == "auto" else precision for asked, precision in used.items()
         )
+    )
+    print(
+        f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: "
+        + ", ".join(f"{_NAMES[precision]} {ceiling:.0f} GFLOP/s" for precision, ceiling in ceilings.items())
     )
     print(
         f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'GFLOP/s':>9}"
@@ -186,7 +191,7 @@ def main() -> None:
             our_times.append(best(ours, 1))
             if official is not None:
                 official_times.append(best(official, 1))
-        name = "float32" if precision == "no" else "bfloat16"
+        name = _NAMES[precision]
         ours_best = min(our_times)
         speedup = paired = "-"
         if official_times:
