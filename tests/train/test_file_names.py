@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, encoding_errors="surrogateescape", dtype=object)
 
 
-def test_a_file_name_that_is_not_utf8_goes_through_a_whole_run(tmp_path, tiny_config):
+def test_a_file_name_that_is_not_utf8_goes_through_a_whole_run(tmp_path, tiny_config, offline_env):
     root = testkit.make_sound_dataset(tmp_path / "sounds", 4, seconds=0.5)
     odd = os.fsdecode(os.fsencode(root / "tone") + b"/caf\xe9.wav")  # the byte 0xE9: Latin-1, not UTF-8
     os.rename(root / "tone" / "tone_0.wav", odd)
@@ -50,3 +52,13 @@ def test_a_file_name_that_is_not_utf8_goes_through_a_whole_run(tmp_path, tiny_co
     output = tmp_path / "predictions.csv"
     assert main(["predict", str(results.paths["best_model"]), odd, "--output", str(output)]) == 0
     assert _read_csv(output)["filename"].tolist() == [odd]
+    # printed on a terminal whose encoding is strict UTF-8: the name comes out as its own bytes
+    beats = Path(sys.executable).with_name("beats")
+    printed = subprocess.run(
+        [beats, "predict", str(results.paths["best_model"]), odd],
+        capture_output=True,
+        env={**offline_env, "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=300,
+    )
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert b"/tone/caf\xe9.wav" in printed.stdout

@@ -351,6 +351,15 @@ def run_predict(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, table.to_csv(index=False))
         print(f"{len(table)} predictions written to {args.output}")
     else:
-        print(table[["filename", "label", "probability"]].to_string(index=False))
+        _print_names(table[["filename", "label", "probability"]].to_string(index=False))
     sys.stdout.flush()
     return 0
+
+
+def _print_names(text: str) -> None:
+    """Print text holding file names; names that are not UTF-8 come out as their own bytes."""
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a strict UTF-8 terminal and a surrogate-escaped name
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding, "surrogateescape") + b"\n")
