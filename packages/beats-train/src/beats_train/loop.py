@@ -98,9 +98,9 @@ def run_training(
 class TrainingRun:
     """One fine-tuning run, set up and ready to train.
 
-    Making it sets everything up: the process state, the run folder (checked; a new run
-    clears an earlier one's files, which takes ``overwrite``) and its inputs (main
-    process), the model, the Accelerator, the loaders, the optimiser and schedule, and,
+    Making it sets everything up: the process state, the run folder (prepared: checked,
+    and an earlier run's files cleared for a new run, which takes ``overwrite``) and its
+    inputs (main process), the model, the Accelerator, the loaders, the optimiser and schedule, and,
     with ``resume_from``, the state of an earlier run. :meth:`run` trains.
 
     Args:
@@ -112,7 +112,7 @@ class TrainingRun:
 
     Raises:
         ConfigError: the run folder cannot be written or holds an earlier run (see
-            :meth:`~beats_train.run_folder.RunFolder.check`), or a setting does not fit
+            :meth:`~beats_train.run_folder.RunFolder.prepare`), or a setting does not fit
             this machine.
 
     Attributes:
@@ -140,11 +140,11 @@ class TrainingRun:
         self.precision = MixedPrecision(resolve_mixed_precision(config.mixed_precision, device), device)
         self.process = process_state(config)
         self.is_main = self.process.is_main_process
-        on_main_process(lambda: self.folder.check(resume_from=resume_from, overwrite=overwrite), self.process)
+        on_main_process(
+            lambda: self.folder.prepare(resume_from=resume_from, overwrite=overwrite), self.process
+        )
         set_seed(config.seed)  # the same on every process: the same initial model
         if self.is_main:
-            if resume_from is None:
-                self.folder.clear()
             self._write_inputs(data_config)
         self.classifier = self._build_classifier(data_config)
         layerdrop = self.classifier.backbone.cfg.encoder_layerdrop > 0

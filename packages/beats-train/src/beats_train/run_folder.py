@@ -1,9 +1,10 @@
 """The run folder: its files, the checks made before any work, and how to continue a stopped run.
 
-Before a run decodes a single file, :meth:`RunFolder.check` makes sure the folder can be
+Before a run decodes a single file, :meth:`RunFolder.prepare` makes sure the folder can be
 written (it is created if needed) and that it does not hold an earlier run's results,
 which a new run would replace: that takes ``resume_from`` (continue it) or
-``overwrite=True`` (replace it). ``beats evaluate --output-dir`` checks its folder the
+``overwrite=True`` (replace it: the earlier run's files are removed at once, so that a
+stale state is never mistaken for the new run's). ``beats evaluate --output-dir`` checks its folder the
 same way (:func:`check_output_folder`).
 """
 
@@ -80,12 +81,12 @@ class RunFolder:
         """The path of one of the run's files."""
         return self.path / name
 
-    def check(self, *, resume_from: str | Path | None = None, overwrite: bool = False) -> None:
-        """Check, before any work, that a run can write here.
+    def prepare(self, *, resume_from: str | Path | None = None, overwrite: bool = False) -> None:
+        """Before any work: check that a run can write here, and clear an earlier run's files for a new run.
 
         Args:
             resume_from: the run folder (or ``state.pt``) a resumed run continues from.
-            overwrite: replace an earlier run's results in this folder.
+            overwrite: replace an earlier run in this folder.
 
         Raises:
             ConfigError: the folder cannot be written, it holds an earlier run and neither
@@ -99,13 +100,6 @@ class RunFolder:
                 "give only one of them"
             )
         check_output_folder(self.path)
-        earlier = [name for name in _RESULT_FILES if self.file(name).exists()]
-        if earlier and resume_from is None and not overwrite:
-            raise ConfigError(
-                f"the run folder {str(self.path)!r} already holds a run ({', '.join(earlier)}); continue it "
-                "with --resume (resume_from=), replace it with --overwrite (overwrite=True), or choose "
-                "another output folder (--output-dir)"
-            )
         if resume_from is not None:
             state = Path(resume_from)
             state = state / STATE_FILE if state.is_dir() else state
@@ -114,9 +108,18 @@ class RunFolder:
                     f"cannot resume: {str(state)!r} does not exist; pass the run folder of an earlier run (its "
                     f"output_dir, which holds {STATE_FILE}) or the {STATE_FILE} file itself"
                 )
+            return
+        earlier = [name for name in _RESULT_FILES if self.file(name).exists()]
+        if earlier and not overwrite:
+            raise ConfigError(
+                f"the run folder {str(self.path)!r} already holds a run ({', '.join(earlier)}); continue it "
+                "with --resume (resume_from=), replace it with --overwrite (overwrite=True), or choose "
+                "another output folder (--output-dir)"
+            )
+        self._clear()
 
-    def clear(self) -> None:
-        """Remove an earlier run's files (for ``overwrite=True``), so that none is mistaken for this run's."""
+    def _clear(self) -> None:
+        """Remove an earlier run's files, so that none is mistaken for the new run's (a stale state above all)."""
         names = (
             *_RESULT_FILES,
             CONFIG_FILE,

@@ -240,8 +240,8 @@ class BEATsTrainer:
                 the one an uninterrupted run would have reached.
             stop_after: end this call after that many epochs in total, leaving the state to
                 resume from later (e.g. to fit a job's time limit).
-            overwrite: replace an earlier run in the run folder (its files are removed when
-                the new run starts).
+            overwrite: replace an earlier run in the run folder (its files are removed before
+                the data is read).
 
         Returns:
             The :class:`~beats_train.results.TrainingResults`: best epoch, validation and
@@ -258,7 +258,7 @@ class BEATsTrainer:
         folder = RunFolder(self.training_config.output_dir)
 
         def check_and_prepare() -> PreparedData:
-            folder.check(resume_from=resume_from, overwrite=overwrite)
+            folder.prepare(resume_from=resume_from, overwrite=overwrite)
             return self._prepare(split=True)
 
         prepared = on_main_process(check_and_prepare, process_state(self.training_config))
