@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from beats_core import ConfigError, TrainingError
+from beats_core import ConfigError, DatasetError, TrainingError
 from beats_core.cli import main
 from beats_train import BEATsTrainer, TrainingConfig
 from beats_train.state import load_state, save_state
@@ -191,3 +191,22 @@ def test_a_bad_state_file_says_what_is_wrong_and_what_to_do(tmp_path, sound_root
     )
     lines = _beats_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "cut short" in lines[0] and "weights_only" not in lines[0]
+
+
+def test_a_cross_validation_does_not_replace_earlier_fold_runs_unless_asked(tmp_path, capsys):
+    root = tmp_path / "cv"
+    (root / "fold-2").mkdir(parents=True)
+    (root / "fold-2" / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    frame = pd.DataFrame({"filename": [str(tmp_path / "nowhere.wav")], "category": ["x"], "fold": [1]})
+    trainer = BEATsTrainer.from_dataframe(
+        frame, config=TrainingConfig(model="random:tiny", output_dir=str(root))
+    )
+    with pytest.raises(
+        ConfigError, match=r"already holds the runs of a cross-validation \(fold-2/metrics\.csv\)"
+    ):
+        trainer.cross_validate()  # before the data is read (the only file does not exist)
+    with pytest.raises(DatasetError):  # fold 1 replaces nothing: the data is read, and found missing
+        trainer.cross_validate(folds=[1])
+    arguments = ["train", str(tmp_path), "--cross-validate", "--resume", "--output-dir", str(root)]
+    assert main(arguments) == 1
+    assert "--resume continues one run; a cross-validation starts again" in capsys.readouterr().err

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from beats_core.atomic import atomic_write_text
-from beats_core.errors import DatasetError
+from beats_core.errors import ConfigError, DatasetError
 from beats_data.frame import CATEGORY, FILENAME, FOLD
 from beats_train.config import DataConfig, TrainingConfig
 from beats_train.results import TrainingResults, plain_json
+from beats_train.run_folder import RunFolder, check_output_folder
 
-__all__ = ["CrossValidationResults", "cross_validate"]
+__all__ = ["CrossValidationResults", "check_cross_validation_folder", "cross_validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,33 @@ class CrossValidationResults:
             "output_dir": str(self.output_dir),
             "runs": [run.to_dict() for run in self.runs],
         }
+
+
+def check_cross_validation_folder(
+    root: str | Path, folds: Sequence[int] | None = None, *, overwrite: bool = False
+) -> None:
+    """Before any work: the folder of the ``fold-K`` runs is writable and holds none of the runs to replace.
+
+    Args:
+        root: :attr:`TrainingConfig.output_dir` of the cross-validation.
+        folds: the test folds to run (None: every ``fold-K`` folder counts).
+        overwrite: earlier fold runs will be replaced.
+
+    Raises:
+        ConfigError: the folder cannot be written, or a ``fold-K`` folder of the folds to run
+            holds a run and ``overwrite`` is False.
+        DiskFullError: the disk is full.
+    """
+    root = Path(root)
+    check_output_folder(root)
+    folders = sorted(root.glob("fold-*")) if folds is None else [root / f"fold-{fold}" for fold in folds]
+    earlier = [f"{folder.name}/{name}" for folder in folders for name in RunFolder(folder).earlier_results()]
+    if earlier and not overwrite:
+        shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise ConfigError(
+            f"{str(root)!r} already holds the runs of a cross-validation ({shown}); replace them with "
+            "--overwrite (overwrite=True) or choose another output folder (--output-dir)"
+        )
 
 
 def cross_validate(

@@ -109,7 +109,7 @@ class RunFolder:
                     f"output_dir, which holds {STATE_FILE}) or the {STATE_FILE} file itself"
                 )
             return
-        earlier = [name for name in _RESULT_FILES if self.file(name).exists()]
+        earlier = self.earlier_results()
         if earlier and not overwrite:
             raise ConfigError(
                 f"the run folder {str(self.path)!r} already holds a run ({', '.join(earlier)}); continue it "
@@ -117,6 +117,10 @@ class RunFolder:
                 "another output folder (--output-dir)"
             )
         self._clear()
+
+    def earlier_results(self) -> list[str]:
+        """The result files of an earlier run in this folder (``best_model.pt``, ``state.pt``, ...)."""
+        return [name for name in _RESULT_FILES if self.file(name).exists()]
 
     def _clear(self) -> None:
         """Remove an earlier run's files, so that none is mistaken for the new run's (a stale state above all)."""

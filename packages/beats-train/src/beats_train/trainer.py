@@ -26,7 +26,7 @@ import pandas as pd
 from beats_core.errors import ConfigError
 from beats_data.labels import LabelEncoder
 from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
-from beats_train.cross_validation import CrossValidationResults, cross_validate
+from beats_train.cross_validation import CrossValidationResults, check_cross_validation_folder, cross_validate
 from beats_train.data import PreparedData, load_labelled, prepare_data
 from beats_train.evaluation import evaluate_frame, predict_files, prediction_frame
 from beats_train.loop import run_training
@@ -293,9 +293,16 @@ class BEATsTrainer:
 
         Raises:
             DatasetError: the data has no ``fold`` column, or a fold does not exist.
-            ConfigError: a fold's run folder holds an earlier run (and ``overwrite`` is False).
+            ConfigError: the output folder cannot be written, or holds earlier fold runs
+                (and ``overwrite`` is False); checked before the data is read.
         """
-        frame = self.prepare_data(split=False).frame  # validated once for every fold
+        root = self.training_config.output_dir
+
+        def check_and_prepare() -> PreparedData:
+            check_cross_validation_folder(root, folds, overwrite=overwrite)
+            return self._prepare(split=False)  # validated once for every fold
+
+        frame = on_main_process(check_and_prepare, process_state(self.training_config)).frame
 
         def train_fold(data_config: DataConfig, training_config: TrainingConfig) -> TrainingResults:
             return BEATsTrainer(data_config, training_config, data=frame).train(overwrite=overwrite)
