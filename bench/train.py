@@ -3,13 +3,15 @@
 One training step is a forward pass, the loss, the backward pass and an AdamW step on a
 batch of 8 clips of 5 s (the batch and clip length of the BEATs paper's ESC-50
 fine-tuning). Ours is the step beats-train's training loop runs: a ``BEATsClassifier``
-prepared by an Accelerate ``Accelerator`` (its mixed precision), the optimiser of
-``build_optimizer`` (AdamW, parameter groups), ``accelerator.backward``; cross-entropy on
-the logits. The official side is a plain PyTorch loop over microsoft/unilm's ``BEATs``
+prepared by an Accelerate ``Accelerator``, the run's ``MixedPrecision`` (autocast around
+the forward pass), the optimiser of ``build_optimizer`` (AdamW, parameter groups),
+``accelerator.backward``; cross-entropy on the logits. ``--precision auto`` takes what a
+run with ``mixed_precision="auto"`` takes on this CPU (bfloat16 only with AMX or
+AVX512-BF16); the CPU capability and the precision used are printed. The official side is a plain PyTorch loop over microsoft/unilm's ``BEATs``
 with the same weights, the same batch and ``torch.optim.AdamW``; its fine-tuned output is
 a sigmoid, so its loss is binary cross-entropy, as in the official fine-tuning. bfloat16
 runs wrap the official forward pass in ``torch.autocast("cpu", torch.bfloat16)``, which is
-what Accelerate does for ours. Layer drop is off on both sides (it skips layers at random,
+what beats-train does for ours. Layer drop is off on both sides (it skips layers at random,
 which would make the timings random too).
 
 Each figure is the best of several steps; ours and the official steps alternate, so both
@@ -17,7 +19,7 @@ see the same load on a shared machine, and the speed-up is also given as the med
 ratios of adjacent pairs of steps, which a load that comes and goes disturbs less. It
 prints seconds per step, training samples per second, GFLOP/s (three times the matmuls and
 convolutions of the forward pass), the speed-ups, and the peak resident memory of the
-process. It also measures what a large matmul reaches here in float32 and bfloat16: a step
+process. It also measures what a large matmul reaches here in each precision used: a step
 cannot take less than its transformer layers' matmuls (forward and backward) at that rate,
 which bounds the speed-up any implementation can have over the official one (the "floor"
 row).
@@ -48,15 +50,18 @@ from beats_core import BEATs, BEATsConfig
 from beats_train.config import TrainingConfig
 from beats_train.model import BEATsClassifier
 from beats_train.optim import build_optimizer
+from beats_train.precision import MixedPrecision, resolve_mixed_precision
+
+CPU = torch.device("cpu")
+_NAMES = {"no": "float32", "bf16": "bfloat16"}
 
 
 def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targets: torch.Tensor):
     """A step function of beats-train's loop, and the model it trains."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
-    AcceleratorState._reset_state()  # one process, two precisions one after the other
-    accelerator = Accelerator(cpu=True, mixed_precision=precision)
+    accelerator = Accelerator(cpu=True, mixed_precision="no")  # beats-train applies the precision itself
+    mixed = MixedPrecision(precision, CPU)
     backbone = BEATs(config)
     backbone.label_dict = {i: str(i) for i in range(config.predictor_class)}
     classifier = BEATsClassifier(backbone)
@@ -66,9 +71,11 @@ def our_step(precision: str, config: BEATsConfig, waveforms: torch.Tensor, targe
 
     def step() -> None:
         with accelerator.accumulate(model):
-            loss = F.cross_entropy(model(waveforms, None).float(), targets)
-            accelerator.backward(loss)
-            optimizer.step()
+            with mixed.autocast():
+                logits = model(waveforms, None)
+            loss = F.cross_entropy(logits.float(), targets)
+            accelerator.backward(mixed.scale(loss))
+            mixed.step(optimizer)
             optimizer.zero_grad()
 
     return step, classifier
@@ -112,7 +119,13 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed steps per side and precision (after one warm-up)"
     )
-    parser.add_argument("--precision", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["no", "bf16"],
+        choices=["auto", "no", "bf16"],
+        help="TrainingConfig.mixed_precision values; auto: bf16 where the CPU has it natively, else no",
+    )
     args = parser.parse_args()
     if len(args.precision) > 1:
         # One process per precision: glibc sizes its free-memory thresholds from the largest
@@ -138,21 +151,32 @@ def main() -> None:
     module = official_beats(args.official_dir) if args.official_dir else None
     gflop = training_gflop(config, args.batch, waveforms.shape[1])
     floor_gflop = training_gflop(config, args.batch, waveforms.shape[1], layers_only=True)
-    ceilings = {"no": matmul_gflops(None), "bf16": matmul_gflops(torch.bfloat16)}
+    used = {asked: resolve_mixed_precision(asked, CPU) for asked in args.precision}
+    # only the precisions used: an emulated bfloat16 matmul takes minutes on CPUs without AMX/AVX512-BF16
+    ceilings = {
+        precision: matmul_gflops(torch.bfloat16 if precision == "bf16" else None)
+        for precision in used.values()
+    }
     print(
         f"BEATs base, {sum(p.numel() for p in BEATs(config).parameters()) / 1e6:.1f} M parameters; batch of "
         f"{args.batch} clips of {args.seconds:g} s; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"best of {args.repeats} steps, ours and official alternating"
     )
     print(
-        f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: float32 {ceilings['no']:.0f} GFLOP/s, "
-        f"bfloat16 autocast {ceilings['bf16']:.0f} GFLOP/s"
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}; mixed precision "
+        + ", ".join(
+            f"{asked} -> {precision}" if asked == "auto" else precision for asked, precision in used.items()
+        )
+    )
+    print(
+        f"{gflop:.0f} GFLOP per step; 4096 x 4096 matmul here: "
+        + ", ".join(f"{_NAMES[precision]} {ceiling:.0f} GFLOP/s" for precision, ceiling in ceilings.items())
     )
     print(
         f"{'precision':<10}{'implementation':<16}{'s/step':>9}{'samples/s':>11}{'GFLOP/s':>9}"
         f"{'speed-up':>10}{'paired':>8}"
     )
-    for precision in args.precision:
+    for precision in used.values():
         torch.manual_seed(0)
         ours, classifier = our_step(precision, config, waveforms, targets)
         official = None
@@ -167,7 +191,7 @@ def main() -> None:
             our_times.append(best(ours, 1))
             if official is not None:
                 official_times.append(best(official, 1))
-        name = "float32" if precision == "no" else "bfloat16"
+        name = _NAMES[precision]
         ours_best = min(our_times)
         speedup = paired = "-"
         if official_times:

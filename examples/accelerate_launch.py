@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         args.preset, model=args.model, max_epochs=args.epochs, output_dir=str(args.output_dir / "run")
     )
     trainer = BEATsTrainer.from_directory(data, config=config, batch_size=args.batch_size)
-    results = trainer.train()
+    results = trainer.train(overwrite=True)  # running the example again replaces its earlier run
 
     # 3. Every process returns the same results; the main process reports them.
     if state.is_main_process:

@@ -168,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     # "esc50:PATH" picks the ESC-50 loader: its fold column drives the cross-validation.
     trainer = BEATsTrainer.from_directory(f"esc50:{data}", config=config, batch_size=args.batch_size)
 
-    # 3. One training run per test fold (runs/fold-1, runs/fold-2, ...).
-    summary = trainer.cross_validate(folds=args.folds)
+    # 3. One training run per test fold (runs/fold-1, runs/fold-2, ...); running the example
+    #    again replaces them.
+    summary = trainer.cross_validate(folds=args.folds, overwrite=True)
 
     # 4. The result, as the ESC-50 protocol reports it.
     print()

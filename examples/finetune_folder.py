@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Train. Extra keywords of from_directory are DataConfig fields: batch_size,
     #    max_duration (longer clips are cropped at random while training), split ratios, ...
     trainer = BEATsTrainer.from_directory(data, config=config, batch_size=args.batch_size)
-    results = trainer.train()
+    results = trainer.train(overwrite=True)  # running the example again replaces its earlier run
 
     # 4. The numbers: the best epoch (chosen on the validation set) scored on the test set.
     print(

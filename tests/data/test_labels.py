@@ -6,6 +6,7 @@ import pytest
 
 from beats_core import ConfigError, DatasetError
 from beats_data import LabelEncoder, load_esc50
+from beats_data.labels import split_labels
 
 
 def test_labels_are_numbered_in_sorted_order_and_round_trip_through_label_dict():
@@ -48,6 +49,14 @@ def test_multi_label_targets_are_multi_hot():
     assert targets.tolist() == [[1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 0]]
     restored = LabelEncoder.from_label_dict(labels.to_label_dict(), multi_label=True, delimiter=";")
     assert restored == labels
+
+
+def test_split_labels_strips_drops_empty_parts_and_repeats():
+    assert split_labels("dog; bark;dog ;", ";") == ["dog", "bark"]
+    assert split_labels("  ", ",") == [] and split_labels(3, ",") == ["3"]
+    assert split_labels("a,b", ";") == ["a,b"]
+    with pytest.raises(ConfigError, match="delimiter must not be empty"):
+        split_labels("a", "")
 
 
 def test_unknown_and_bad_labels():

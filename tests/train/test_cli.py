@@ -122,3 +122,41 @@ def test_esc50_cross_validation_and_an_urbansound8k_fold_from_the_command_line(t
     splits = pd.read_csv(run / "splits.csv")
     assert set(splits.loc[splits["split"] == "test", "fold"]) == {10}
     assert json.loads((run / "results.json").read_text())["test_metrics"]["num_samples"] == 3
+
+
+def test_beats_evaluate_writes_the_files_a_run_writes_for_its_test_split(
+    trained, sound_root, tmp_path, capsys
+):
+    checkpoint = str(trained.results.paths["best_model"])
+    out = tmp_path / "evaluation"
+    assert main(["evaluate", checkpoint, str(sound_root), "--output-dir", str(out)]) == 0
+    assert f"reports written to {out}" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {
+        "classification_report.txt",
+        "confusion_matrix.png",
+        "predictions.csv",
+    }
+    run = trained.results.paths["output_dir"]
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert list(predictions.columns) == list(pd.read_csv(run / "test_predictions.csv").columns)
+    assert len(predictions) == 48 and set(predictions["category"]) == {
+        "chirp",
+        "clicks",
+        "noise_band",
+        "tone",
+    }
+    report = (out / "classification_report.txt").read_text()
+    assert report.splitlines()[0] == f"48 clips of {sound_root}" and "noise_band" in report
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(["evaluate", checkpoint, str(sound_root), "--output-dir", str(out)]) == 1
+    assert "already holds earlier results (classification_report.txt" in capsys.readouterr().err
+    assert (
+        main(["evaluate", checkpoint, str(sound_root), "--output-dir", str(out), "--overwrite", "--json"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["num_samples"] == 48
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["evaluate", checkpoint, str(tmp_path / "no-data"), "--output-dir", str(blocker / "x")]) == 1
+    assert "cannot write to the output folder" in capsys.readouterr().err  # checked before the data is read

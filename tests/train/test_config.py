@@ -16,15 +16,16 @@ from beats_train import (
     load_config,
     save_config,
 )
+from beats_train.config import resolve_batch_size
 
 
 def test_defaults_start_from_the_default_checkpoint_and_are_valid():
     config = TrainingConfig()
     assert config.model == DEFAULT_MODEL
-    assert config.optimizer == "adamw" and config.scheduler == "cosine" and config.mixed_precision == "no"
+    assert config.optimizer == "adamw" and config.scheduler == "cosine" and config.mixed_precision == "auto"
     assert config.monitored_metric == "accuracy"
     assert TrainingConfig(multi_label=True).monitored_metric == "map"
-    assert DataConfig().sample_rate == 16000
+    assert "sample_rate" not in DataConfig().to_dict()  # BEATs works on 16 kHz audio: not a setting
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,7 @@ def test_defaults_start_from_the_default_checkpoint_and_are_valid():
             "sum to 1",
         ),
         (lambda: DataConfig(sample_rate=44100), "DataConfig.sample_rate", "16000"),
+        (lambda: DataConfig.from_dict({"sample_rate": 22050}), "DataConfig.sample_rate", "16000"),
         (lambda: DataConfig(batch_size=0), "DataConfig.batch_size", "at least 1"),
         (lambda: DataConfig(val_fold=2), "DataConfig.val_fold", "test_fold"),
         (lambda: DataConfig(test_fold=1, val_fold=1), "DataConfig.val_fold", "differ"),
@@ -43,7 +45,11 @@ def test_defaults_start_from_the_default_checkpoint_and_are_valid():
         (lambda: TrainingConfig(learning_rate=-1.0), "TrainingConfig.learning_rate", "positive"),
         (lambda: TrainingConfig(optimizer="adamax"), "TrainingConfig.optimizer", "adamw, adam, sgd"),
         (lambda: TrainingConfig(scheduler="cosin"), "TrainingConfig.scheduler", "did you mean 'cosine'"),
-        (lambda: TrainingConfig(mixed_precision="fp8"), "TrainingConfig.mixed_precision", "no, bf16, fp16"),
+        (
+            lambda: TrainingConfig(mixed_precision="fp8"),
+            "TrainingConfig.mixed_precision",
+            "auto, no, bf16, fp16",
+        ),
         (lambda: TrainingConfig(warmup=1.5), "TrainingConfig.warmup", "[0, 1)"),
         (lambda: TrainingConfig(encoder_layerdrop=1.0), "TrainingConfig.encoder_layerdrop", "probability"),
         (lambda: TrainingConfig(unfreeze_after=2), "TrainingConfig.unfreeze_after", "freeze_backbone"),
@@ -98,6 +104,27 @@ def test_yaml_and_json_round_trip(tmp_path):
     content = yaml.safe_load((tmp_path / "run.yaml").read_text())
     assert content["training"]["betas"] == [0.9, 0.98] and content["training"]["augmentation"]["roll"] is True
     assert json.loads((tmp_path / "run.json").read_text())["data"]["test_fold"] == 2
+
+
+def test_an_old_file_with_sample_rate_16000_still_loads_with_a_warning(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("data:\n  data_dir: /data/birds\n  sample_rate: 16000\n  batch_size: 4\n")
+    with pytest.warns(FutureWarning, match="sample_rate is no longer a setting and is ignored"):
+        data, training = load_config(path)
+    assert data == DataConfig(data_dir="/data/birds", batch_size=4) and training is None
+    with pytest.warns(FutureWarning):
+        assert DataConfig(sample_rate=16000) == DataConfig()
+    assert (
+        "sample_rate" not in yaml.safe_load(save_config(tmp_path / "new.yaml", data=data).read_text())["data"]
+    )
+    with pytest.raises(ConfigError, match="DataConfig has no field 'sample_rat'; the fields are"):
+        DataConfig.from_dict({"sample_rat": 16000})  # the former field is never suggested
+
+
+def test_one_rule_gives_the_batch_size_of_a_run():
+    data = DataConfig(batch_size=8)
+    assert resolve_batch_size(data) == resolve_batch_size(data, TrainingConfig()) == 8
+    assert resolve_batch_size(data, TrainingConfig.preset("esc50-paper")) == 60  # the recipe's batch size
 
 
 def test_a_file_may_name_a_preset_hold_only_training_fields_and_write_1e_4(tmp_path):

@@ -16,6 +16,7 @@ __all__ = [
     "AudioTooShortError",
     "ConfigError",
     "DatasetError",
+    "DiskFullError",
     "HubError",
     "InvalidAudioError",
     "MissingDependencyError",
@@ -81,6 +82,10 @@ class UnknownPoolingError(UnknownNameError, ConfigError):
 
 class UnknownPresetError(UnknownNameError, ConfigError):
     """A training preset name is not registered."""
+
+
+class DiskFullError(BeatsError, OSError):
+    """A file could not be written because its disk (or the user's quota) is full; the message names the file."""
 
 
 class HubError(BeatsError, OSError):

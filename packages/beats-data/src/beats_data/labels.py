@@ -12,7 +12,7 @@ import pandas as pd
 from beats_core.errors import ConfigError, DatasetError
 from beats_data.frame import CATEGORY, TARGET, require_columns
 
-__all__ = ["LabelEncoder"]
+__all__ = ["LabelEncoder", "split_labels"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class LabelEncoder:
                 f"rows {rows} of the dataset DataFrame have no label in column {label_column!r}"
             )
         if multi_label:
-            found = {label for value in values for label in _split(str(value), delimiter)}
+            found = {label for value in values for label in split_labels(value, delimiter)}
             return cls(tuple(sorted(found)), multi_label=True, delimiter=delimiter)
         strings = values.astype(str)
         if TARGET in frame.columns and frame[TARGET].notna().all():
@@ -133,7 +133,7 @@ class LabelEncoder:
 
     def split(self, value: str) -> list[str]:
         """The labels in one clip's label string (just ``[value]`` in single-label mode)."""
-        return _split(str(value), self.delimiter) if self.multi_label else [str(value)]
+        return split_labels(value, self.delimiter) if self.multi_label else [str(value)]
 
     def index(self, label: str) -> int:
         """The class index of one label.
@@ -177,5 +177,24 @@ class LabelEncoder:
         return [self.labels[int(i)] for i in indices]
 
 
-def _split(value: str, delimiter: str) -> list[str]:
-    return [label for label in (part.strip() for part in value.split(delimiter)) if label]
+def split_labels(text: object, delimiter: str) -> list[str]:
+    """The labels of one clip's multi-label string: split on ``delimiter``, stripped, empty parts dropped.
+
+    Every part of the project that reads multi-label strings (the label encoder, dataset
+    validation, class counts in training) splits them here, so they agree on every clip.
+
+    Args:
+        text: the label string (other values are turned into strings first).
+        delimiter: the separator, e.g. ``","`` or ``";"``.
+
+    Returns:
+        The distinct labels in the order they first appear (``"dog; bark;dog"`` gives
+        ``["dog", "bark"]``); empty for an empty or blank string.
+
+    Raises:
+        ConfigError: ``delimiter`` is empty.
+    """
+    if not delimiter:
+        raise ConfigError("the label delimiter must not be empty; use e.g. ',' or ';'")
+    parts = (part.strip() for part in str(text).split(delimiter))
+    return list(dict.fromkeys(part for part in parts if part))

@@ -20,17 +20,18 @@ if TYPE_CHECKING:
         load_config,
         save_config,
     )
-    from beats_train.loop import TrainingResults
+    from beats_train.cross_validation import CrossValidationResults
     from beats_train.metrics import classification_metrics, multilabel_metrics
     from beats_train.model import BEATsClassifier
     from beats_train.presets import list_presets
+    from beats_train.results import TrainingResults
     from beats_train.stats import compute_fbank_stats
-    from beats_train.trainer import BEATsTrainer, CrossValidationResults
+    from beats_train.trainer import BEATsTrainer
 
 _LAZY = {
     "BEATsTrainer": ".trainer",
-    "CrossValidationResults": ".trainer",
-    "TrainingResults": ".loop",
+    "CrossValidationResults": ".cross_validation",
+    "TrainingResults": ".results",
     "DataConfig": ".config",
     "TrainingConfig": ".config",
     "AugmentationConfig": ".config",

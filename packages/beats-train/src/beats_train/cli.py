@@ -37,7 +37,8 @@ def add_commands(subparsers: SubParsers) -> None:
         "evaluate",
         help="score a fine-tuned checkpoint on labelled clips",
         description="Score a fine-tuned checkpoint on every clip of a labelled dataset and print the classification "
-        "report (accuracy, macro-F1, per-class precision and recall).",
+        "report (accuracy, macro-F1, per-class precision and recall); with --output-dir, also write it with the "
+        "confusion matrix (PNG) and the per-clip predictions (CSV).",
     )
     evaluate.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
@@ -45,11 +46,15 @@ def add_commands(subparsers: SubParsers) -> None:
     _add_data_argument(evaluate)
     evaluate.add_argument("--audio-column", default="filename", help="CSV column with the audio paths")
     evaluate.add_argument("--label-column", default="category", help="CSV column with the labels")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="clips per batch")
-    evaluate.add_argument(
-        "--max-duration", type=float, default=10.0, help="window length in seconds for long clips"
-    )
+    _add_batching_arguments(evaluate, "clips")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument(
+        "--output-dir",
+        help="write classification_report.txt, confusion_matrix.png and predictions.csv into this folder",
+    )
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace those files if the folder holds them already"
+    )
     evaluate.set_defaults(func=run_evaluate)
 
     predict = subparsers.add_parser(
@@ -61,12 +66,27 @@ def add_commands(subparsers: SubParsers) -> None:
         "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
     )
     predict.add_argument("files", nargs="+", metavar="FILE", help="audio files")
-    predict.add_argument("--batch-size", type=int, default=16, help="clips per batch")
-    predict.add_argument(
-        "--max-duration", type=float, default=10.0, help="window length in seconds for long files"
-    )
+    _add_batching_arguments(predict, "files")
     predict.add_argument("-o", "--output", help="write the table to this CSV file instead of printing it")
     predict.set_defaults(func=run_predict)
+
+
+def _add_batching_arguments(parser: argparse.ArgumentParser, items: str) -> None:
+    """``--batch-size`` and ``--max-duration``; left out, DataConfig's defaults apply."""
+    parser.add_argument("--batch-size", type=int, help="clips per batch (default: DataConfig's, 16)")
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        help=f"window length in seconds for long {items} (default: DataConfig's, 10)",
+    )
+
+
+def _data_config(args: argparse.Namespace, **fields: Any) -> Any:
+    """A DataConfig of ``fields`` and the batching flags that were given."""
+    from beats_train.config import DataConfig
+
+    flags = {"batch_size": args.batch_size, "max_duration": args.max_duration}
+    return DataConfig(**fields, **{key: value for key, value in flags.items() if value is not None})
 
 
 def _add_data_argument(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
@@ -102,6 +122,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="continue an interrupted run: from the output folder, or from the run folder / state.pt given",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in the output folder (without it, a folder holding one is refused)",
+    )
     parser.add_argument("--test-fold", type=int, help="the test fold (ESC-50, UrbanSound8K)")
     parser.add_argument(
         "--val-fold", type=int, help="a validation fold (default: part of the training folds)"
@@ -117,7 +142,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-delimiter", help="separator of the labels of a clip (default ',')")
     parser.add_argument("--max-duration", type=float, help="crop / window length in seconds (default 10)")
     parser.add_argument("--num-workers", type=int, help="audio decoding processes per training process")
-    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="mixed precision")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["auto", "no", "bf16", "fp16"],
+        help="auto (default): bf16 where the GPU or CPU computes it natively, else no",
+    )
     parser.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
     parser.add_argument("--patience", type=int, help="epochs without improvement before stopping")
     parser.add_argument("--seed", type=int, help="random seed")
@@ -204,18 +233,37 @@ def run_train(args: argparse.Namespace) -> int:
     """Run ``beats train``: train (or cross-validate) and print the results.
 
     Returns:
-        0 on success.
-    """
-    from accelerate import PartialState
+        0 on success, 130 when interrupted (the message says how to continue).
 
-    from beats_train.loop import uses_cpu
+    Raises:
+        ConfigError: ``--resume`` with ``--cross-validate``, or a bad setting.
+        DiskFullError: the disk filled up (the message says how to continue).
+    """
+    from beats_core.errors import ConfigError, DiskFullError
+    from beats_train.processes import process_state
+    from beats_train.run_folder import RunFolder
     from beats_train.trainer import BEATsTrainer
 
     data_config, training_config = build_configs(args)
     trainer = BEATsTrainer(data_config, training_config)
-    is_main = PartialState(cpu=uses_cpu(training_config)).is_main_process
+    is_main = process_state(training_config).is_main_process
+    folder = RunFolder(training_config.output_dir)
     if args.cross_validate:
-        summary = trainer.cross_validate()
+        if args.resume:
+            raise ConfigError(
+                "--resume continues one run; a cross-validation starts again: leave out --resume (add "
+                "--overwrite to replace the earlier folds)"
+            )
+        try:
+            summary = trainer.cross_validate(overwrite=args.overwrite)
+        except KeyboardInterrupt:
+            if is_main:
+                print(
+                    "beats: interrupted; a cross-validation does not resume: run the same command with "
+                    "--overwrite to start it again",
+                    file=sys.stderr,
+                )
+            return 130
         if is_main:
             for fold, accuracy in zip(summary.folds, summary.accuracies, strict=True):
                 print(f"fold {fold}: test accuracy {accuracy:.4f}")
@@ -225,10 +273,21 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"runs: {summary.output_dir}")
         return 0
     resume = training_config.output_dir if args.resume is True else args.resume
-    results = trainer.train(resume_from=resume)
+    try:
+        results = trainer.train(resume_from=resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        if is_main:
+            print(_interrupted(folder), file=sys.stderr)
+        return 130
+    except DiskFullError as e:
+        command = folder.resume_command()
+        if command is None:
+            raise
+        raise DiskFullError(f"{e}; then continue the run with: {command}") from e
     if is_main:
         print(
-            f"best epoch {results.best_epoch} of {results.epochs} (validation {results.monitor} {results.best_score:.4f})"
+            f"best epoch {results.best_epoch} of {results.epochs} (validation {results.monitor} "
+            f"{results.best_score:.4f}; mixed precision {results.mixed_precision})"
         )
         for split, metrics in (("validation", results.val_metrics), ("test", results.test_metrics or {})):
             shown = [f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "map") if key in metrics]
@@ -239,31 +298,41 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(folder: Any) -> str:
+    """The message of an interrupted ``beats train``: how to continue, or that there is nothing to continue."""
+    command = folder.resume_command()
+    if command is None:
+        return (
+            "beats: interrupted before the first epoch ended: there is nothing to continue; run the same "
+            "command again to start over"
+        )
+    return f"beats: interrupted; the last finished epoch is saved: continue with: {command}"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``beats evaluate``: print the classification report (or JSON) of a checkpoint on a dataset.
+
+    With ``--output-dir`` the report, the confusion matrix and the per-clip predictions are
+    written there too (the files a training run writes for its test split).
 
     Returns:
         0 on success.
     """
-    from beats_train.config import DataConfig
     from beats_train.metrics import format_classification_report
     from beats_train.trainer import BEATsTrainer
 
-    data_config = DataConfig(
-        audio_column=args.audio_column,
-        label_column=args.label_column,
-        batch_size=args.batch_size,
-        max_duration=args.max_duration,
-    )
+    data_config = _data_config(args, audio_column=args.audio_column, label_column=args.label_column)
     trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=data_config)
-    metrics = trainer.evaluate(args.data)
+    metrics = trainer.evaluate(args.data, output_dir=args.output_dir, overwrite=args.overwrite)
     metrics.pop("predictions")
     if args.json:
-        from beats_train.loop import plain_json
+        from beats_train.results import plain_json
 
         print(json.dumps(plain_json(metrics), indent=2))
     else:
         print(format_classification_report(metrics), end="")
+    if args.output_dir:
+        print(f"reports written to {args.output_dir}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -274,16 +343,23 @@ def run_predict(args: argparse.Namespace) -> int:
         0 on success.
     """
     from beats_core.atomic import atomic_write_text
-    from beats_train.config import DataConfig
     from beats_train.trainer import BEATsTrainer
 
-    data_config = DataConfig(batch_size=args.batch_size, max_duration=args.max_duration)
-    trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=data_config)
+    trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=_data_config(args))
     table = trainer.predict(args.files)
     if args.output:
         atomic_write_text(args.output, table.to_csv(index=False))
         print(f"{len(table)} predictions written to {args.output}")
     else:
-        print(table[["filename", "label", "probability"]].to_string(index=False))
+        _print_names(table[["filename", "label", "probability"]].to_string(index=False))
     sys.stdout.flush()
     return 0
+
+
+def _print_names(text: str) -> None:
+    """Print text holding file names; names that are not UTF-8 come out as their own bytes."""
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a strict UTF-8 terminal and a surrogate-escaped name
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding, "surrogateescape") + b"\n")

@@ -25,10 +25,11 @@ import difflib
 import json
 import math
 import typing
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from beats_core.coercion import coerce
 from beats_core.errors import ConfigError, UnknownPresetError
@@ -47,6 +48,7 @@ __all__ = [
     "TrainingConfig",
     "get_preset",
     "load_config",
+    "resolve_batch_size",
     "save_config",
 ]
 
@@ -54,8 +56,8 @@ __all__ = [
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: Accepted values of :attr:`TrainingConfig.scheduler`.
 SCHEDULERS = ("cosine", "linear", "constant")
-#: Accepted values of :attr:`TrainingConfig.mixed_precision` (Accelerate's names).
-MIXED_PRECISION = ("no", "bf16", "fp16")
+#: Accepted values of :attr:`TrainingConfig.mixed_precision` (Accelerate's names, and ``auto``).
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 #: Accepted values of :attr:`TrainingConfig.class_balance`.
 CLASS_BALANCE = ("none", "loss", "sampler")
 #: Accepted values of :attr:`TrainingConfig.monitor`.
@@ -68,6 +70,9 @@ _Config = TypeVar("_Config", bound="_Checked")
 
 class _Checked:
     """Type coercion at construction and dict round-trips, shared by the config dataclasses."""
+
+    #: Former fields that are still accepted (and handled in ``__post_init__``), never suggested.
+    _legacy_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -148,10 +153,9 @@ class DataConfig(_Checked):
         test_fold: the fold used as test set (fold protocols of ESC-50 and UrbanSound8K).
         val_fold: a fold used as validation set; by default validation comes from the
             training folds.
-        batch_size: clips per batch and process (training may override it with
-            :attr:`TrainingConfig.batch_size`).
-        sample_rate: must be 16000: BEATs works on 16 kHz audio (files at other rates are
-            resampled when they are loaded).
+        batch_size: clips per batch and process, in training, evaluation and prediction (a
+            preset's :attr:`TrainingConfig.batch_size` takes its place in a run; see
+            :func:`resolve_batch_size`).
         num_workers: audio decoding processes per training process (0 decodes in it).
         max_duration: longest waveform in seconds: longer training clips are cropped at
             a random place, evaluation clips are cut into windows whose predictions are
@@ -160,6 +164,10 @@ class DataConfig(_Checked):
             missing files are left out with a warning, a dataset that cannot be trained
             on stops with the validation report.
         seed: the seed of the random split.
+
+    ``sample_rate`` is no longer a field: BEATs works on 16 kHz audio and every file is
+    resampled when it is loaded. ``sample_rate=16000`` (in older configuration files) is
+    accepted with a ``FutureWarning`` and ignored; any other rate is refused.
     """
 
     data_dir: str | None = None
@@ -173,11 +181,17 @@ class DataConfig(_Checked):
     test_fold: int | None = None
     val_fold: int | None = None
     batch_size: int = 16
-    sample_rate: int = 16000
     num_workers: int = 0
     max_duration: float | None = 10.0
     validate: bool = True
     seed: int = 0
+    sample_rate: InitVar[int | None] = None
+    _legacy_fields: ClassVar[tuple[str, ...]] = ("sample_rate",)
+
+    def __post_init__(self, sample_rate: int | None) -> None:
+        if sample_rate is not None:
+            _accept_legacy_sample_rate(sample_rate)
+        super().__post_init__()
 
     def _check(self) -> None:
         name = "DataConfig"
@@ -194,14 +208,6 @@ class DataConfig(_Checked):
             )
         if self.train_split == 0.0:
             _fail(name, "train_split", self.train_split, "must be above 0: there is nothing to train on")
-        if self.sample_rate != 16000:
-            _fail(
-                name,
-                "sample_rate",
-                self.sample_rate,
-                "must be 16000: BEATs is trained on 16 kHz audio (files at any rate are resampled to "
-                "16 kHz when loaded, so leave it at 16000)",
-            )
         _at_least(name, "batch_size", self.batch_size, 1)
         _at_least(name, "num_workers", self.num_workers, 0)
         if self.max_duration is not None and not (
@@ -294,8 +300,9 @@ class TrainingConfig(_Checked):
         monitor: the validation metric that picks the best epoch: ``accuracy``,
             ``macro_f1``, ``map`` (mean average precision) or ``loss``; ``None`` means
             ``accuracy`` (single-label) or ``map`` (multi-label).
-        batch_size: training clips per batch and process; ``None`` takes
-            :attr:`DataConfig.batch_size`.
+        batch_size: clips per batch and process in a run (training and evaluation), when
+            the recipe fixes it (the ``esc50-paper`` preset's 60); ``None`` takes
+            :attr:`DataConfig.batch_size`. :func:`resolve_batch_size` is the rule.
         optimizer: ``adamw``, ``adam`` or ``sgd``.
         betas: Adam's (beta1, beta2).
         momentum: SGD's momentum.
@@ -333,7 +340,11 @@ class TrainingConfig(_Checked):
         dataset_fbank_stats: compute the fbank mean and standard deviation of the
             training clips before training and use them (they are saved in the checkpoint).
         augmentation: see :class:`AugmentationConfig`.
-        mixed_precision: ``no``, ``bf16`` or ``fp16`` (``fp16`` needs a GPU).
+        mixed_precision: ``auto`` (``bf16`` where the hardware computes in bfloat16
+            natively: a CUDA GPU that supports it, or a CPU with AMX or AVX512-BF16;
+            ``no`` elsewhere), ``no``, ``bf16`` (on a CPU that only emulates bfloat16 it
+            trains, several times slower, with a ``PrecisionWarning``) or ``fp16`` (needs
+            a GPU; the loss is scaled).
         gradient_accumulation_steps: batches whose gradients are summed per optimiser step.
         gradient_clipping: clip the gradient norm to this value; ``None`` does not clip.
         device: ``auto`` (the GPUs when there are any, else the CPU) or ``cpu``.
@@ -371,7 +382,7 @@ class TrainingConfig(_Checked):
     fbank_std: float | None = None
     dataset_fbank_stats: bool = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"
     gradient_accumulation_steps: int = 1
     gradient_clipping: float | None = None
     device: str = "auto"
@@ -519,6 +530,22 @@ def get_preset(name: str, **overrides: Any) -> TrainingConfig:
     return TrainingConfig.from_dict(values).replace(**overrides)
 
 
+def resolve_batch_size(data: DataConfig, training: TrainingConfig | None = None) -> int:
+    """The batch size of a run: the one rule every loader of beats-train follows.
+
+    Args:
+        data: the data configuration (:attr:`DataConfig.batch_size`).
+        training: the training configuration, whose :attr:`TrainingConfig.batch_size`
+            (a recipe's batch size) takes precedence when it is set.
+
+    Returns:
+        Clips per batch and process, for training, evaluation, prediction and statistics.
+    """
+    if training is not None and training.batch_size is not None:
+        return training.batch_size
+    return data.batch_size
+
+
 def save_config(
     path: str | Path, training: TrainingConfig | None = None, data: DataConfig | None = None
 ) -> Path:
@@ -618,10 +645,27 @@ def _dump(content: dict[str, Any], path: Path) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _reject_unknown(cls: type, values: Mapping[str, Any]) -> None:
-    known = [f.name for f in dataclasses.fields(cls)]
+def _accept_legacy_sample_rate(sample_rate: Any) -> None:
+    if sample_rate != 16000:
+        _fail(
+            "DataConfig",
+            "sample_rate",
+            sample_rate,
+            "must be 16000: BEATs is trained on 16 kHz audio (files at any rate are resampled to "
+            "16 kHz when loaded, so leave it out)",
+        )
+    warnings.warn(
+        "DataConfig.sample_rate is no longer a setting and is ignored: BEATs works on 16 kHz audio and "
+        "every file is resampled when it is loaded; remove sample_rate from your configuration",
+        FutureWarning,
+        stacklevel=4,
+    )
+
+
+def _reject_unknown(cls: type[_Checked], values: Mapping[str, Any]) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in values:
-        if key not in known:
+        if key not in known and key not in cls._legacy_fields:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the fields are {', '.join(known)}"
             raise ConfigError(f"{cls.__name__} has no field {key!r}{hint}")

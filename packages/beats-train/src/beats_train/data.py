@@ -21,11 +21,11 @@ from torch.utils.data import DataLoader, Sampler
 from beats_core.errors import ConfigError, DatasetError
 from beats_data.dataset import AudioCollator, AudioDataset, create_dataloader
 from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, require_columns, resolve_paths
-from beats_data.labels import LabelEncoder
+from beats_data.labels import LabelEncoder, split_labels
 from beats_data.loaders import load_csv_dataset, parse_dataset_spec, resolve_dataset
 from beats_data.splits import fold_split, stratified_split
 from beats_data.validation import format_report, validate_dataset
-from beats_train.config import DataConfig
+from beats_train.config import DataConfig, TrainingConfig
 
 __all__ = [
     "BalancedSampler",
@@ -33,10 +33,12 @@ __all__ = [
     "assign_splits",
     "build_dataset",
     "build_loader",
+    "build_loaders",
     "class_counts",
     "class_weights",
     "files_frame",
     "load_frame",
+    "load_labelled",
     "prepare_data",
     "validate_frame",
 ]
@@ -107,9 +109,32 @@ def load_frame(config: DataConfig, frame: pd.DataFrame | None = None) -> pd.Data
     return loaded.reset_index(drop=True)
 
 
+def load_labelled(data: pd.DataFrame | str | Path, config: DataConfig) -> pd.DataFrame:
+    """Every clip of labelled data given in any usual form, as the standard frame (no split).
+
+    Args:
+        data: a DataFrame (its ``config.audio_column`` / ``label_column``), a folder with one
+            sub-folder per class, a ``.csv`` file, or ``NAME:PATH`` of a registered loader.
+        config: the columns and the folder relative paths start from.
+
+    Returns:
+        The frame (absolute ``filename``, ``category``), index 0..n-1.
+
+    Raises:
+        DatasetError: the data cannot be read or lacks a column.
+    """
+    if isinstance(data, pd.DataFrame):
+        return load_frame(config, data)
+    spec = str(data)
+    csv = spec.lower().endswith(".csv")
+    return load_frame(config.replace(data_dir=None if csv else spec, metadata_file=spec if csv else None))
+
+
 def _standard_frame(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
     result = frame.reset_index(drop=True).copy()
-    result[FILENAME] = resolve_paths(result, config.data_dir, config.audio_column)
+    result[FILENAME] = pd.Series(
+        resolve_paths(result, config.data_dir, config.audio_column), index=result.index, dtype=object
+    )
     require_columns(result, [config.label_column], "the dataset DataFrame", "Pass label_column=.")
     if result[config.label_column].isna().any():
         rows = np.flatnonzero(result[config.label_column].isna().to_numpy())[:10].tolist()
@@ -182,7 +207,7 @@ def class_counts(frame: pd.DataFrame, *, multi_label: bool = False, delimiter: s
         return {str(k): int(v) for k, v in frame[CATEGORY].value_counts().items()}
     counts: dict[str, int] = {}
     for value in frame[CATEGORY]:
-        for label in {part.strip() for part in str(value).split(delimiter)} - {""}:
+        for label in split_labels(value, delimiter):
             counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -340,6 +365,42 @@ def build_loader(
     )
 
 
+def build_loaders(
+    frames: dict[str, pd.DataFrame],
+    labels: LabelEncoder,
+    data_config: DataConfig,
+    config: TrainingConfig,
+    batch_size: int,
+) -> tuple[DataLoader, dict[str, DataLoader]]:
+    """The loaders of a run: shuffled training batches (or balanced draws), and every evaluation split.
+
+    Args:
+        frames: ``train``, ``val`` and ``test`` rows (empty splits get no loader).
+        labels: the label mapping.
+        data_config: decoding settings.
+        config: ``seed`` and ``class_balance`` (``sampler``: :class:`BalancedSampler`).
+        batch_size: clips per batch and process.
+
+    Returns:
+        ``(training loader, {split: evaluation loader})`` for the non-empty ``val`` / ``test`` splits.
+    """
+    train_set = build_dataset(frames["train"], labels, data_config, train=True)
+    sampler = (
+        BalancedSampler(train_set.targets, seed=config.seed) if config.class_balance == "sampler" else None
+    )
+    train_loader = build_loader(
+        train_set, batch_size, data_config, shuffle=True, seed=config.seed, sampler=sampler
+    )
+    evaluation = {
+        name: build_loader(
+            build_dataset(frame, labels, data_config, train=False), batch_size, data_config, shuffle=False
+        )
+        for name, frame in frames.items()
+        if name != "train" and len(frame)
+    }
+    return train_loader, evaluation
+
+
 class BalancedSampler(Sampler[int]):
     """Draws items with replacement so that every class comes up equally often.
 
@@ -398,5 +459,5 @@ def class_weights(targets: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def files_frame(files: Sequence[str | Path]) -> pd.DataFrame:
-    """A frame of unlabelled clips (for prediction and extraction)."""
-    return pd.DataFrame({FILENAME: [str(Path(f).expanduser()) for f in files]})
+    """A frame of unlabelled clips (for prediction and extraction); names that are not UTF-8 are kept."""
+    return pd.DataFrame({FILENAME: [str(Path(f).expanduser()) for f in files]}, dtype=object)

@@ -22,8 +22,8 @@ from beats_core.errors import ConfigError, HubError
 from beats_core.registry import HUB_CHECKPOINT_FILENAME, HUB_PREFIX
 from beats_train.__about__ import __version__
 from beats_train.config import DataConfig, TrainingConfig
-from beats_train.loop import TrainingResults
 from beats_train.model import BEATsClassifier
+from beats_train.results import TrainingResults
 
 __all__ = ["model_card", "push_to_hub"]
 

@@ -27,6 +27,7 @@ from beats_train.config import TrainingConfig
 __all__ = [
     "CHECKPOINT_KEY",
     "BEATsClassifier",
+    "build_classifier",
     "prepare_backbone",
 ]
 
@@ -249,3 +250,36 @@ def prepare_backbone(
         logger.info("continuing with the model's own head for its %d classes", len(labels))
     rebuilt.label_dict = labels
     return rebuilt
+
+
+def build_classifier(
+    backbone: BEATs,
+    config: TrainingConfig,
+    label_dict: Mapping[int, str],
+    *,
+    fbank_stats: tuple[float, float] | None = None,
+) -> BEATsClassifier:
+    """The classifier a run trains: the prepared backbone (:func:`prepare_backbone`) with the run's options.
+
+    Args:
+        backbone: the starting model (from :func:`beats_core.create_model`).
+        config: the training configuration (layer sum, fbank masking, multi-label, freezing).
+        label_dict: ``{class index: label}`` of the dataset.
+        fbank_stats: ``(mean, std)`` measured on the training clips, overriding the config's.
+
+    Returns:
+        The classifier. A frozen encoder that is never unfrozen has no gradients at all
+        (it stays out of the optimiser and of DDP).
+    """
+    classifier = BEATsClassifier(
+        prepare_backbone(backbone, config, label_dict, fbank_stats=fbank_stats),
+        weighted_layer_sum=config.weighted_layer_sum,
+        fbank_masking=FbankMasking(config.augmentation),
+        multi_label=config.multi_label,
+    )
+    if config.freeze_backbone:
+        classifier.freeze_backbone(True)
+        if config.unfreeze_after is None:
+            for parameter in classifier.encoder_parameters():
+                parameter.requires_grad_(False)
+    return classifier

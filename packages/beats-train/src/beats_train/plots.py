@@ -71,44 +71,83 @@ def plot_confusion_matrix(
     return Path(path)
 
 
-def plot_training_curves(history: pd.DataFrame, path: str | Path, *, metric: str = "accuracy") -> Path:
-    """Draw the loss curves, the validation metric and the learning rate per epoch.
+def plot_training_curves(
+    history: pd.DataFrame,
+    path: str | Path,
+    *,
+    metric: str = "accuracy",
+    learning_rates: Sequence[Sequence[float]] | None = None,
+) -> Path:
+    """Draw the losses, the accuracies (and the monitored metric) per epoch, and the learning rate per step.
+
+    Epochs are whole numbers on every axis; accuracies and other scores share a 0 to 1
+    scale (a flat line stays flat), and a dashed line marks the best epoch.
 
     Args:
         history: one row per epoch with ``epoch``, ``train_loss``, ``val_loss``,
-            ``val_<metric>`` and ``learning_rate`` columns (as in ``metrics.csv``).
+            ``train_accuracy``, ``val_accuracy``, ``val_<metric>`` and ``learning_rate``
+            columns (as in ``metrics.csv``; those missing are left out).
         path: the PNG file to write (atomically).
-        metric: the validation metric shown in the second panel.
+        metric: the validation metric that picks the best epoch.
+        learning_rates: ``[position in epochs, learning rate]`` per optimiser step (the
+            warm-up and the decay as they happened); without it, the rate at the end of
+            each epoch.
 
     Returns:
         The path written.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    figure = Figure(figsize=(13, 4))
+    figure = Figure(figsize=(14, 4.2))
     FigureCanvasAgg(figure)
     loss, quality, rate = figure.subplots(1, 3)
     epochs = history["epoch"]
+    best = _best_epoch(history, metric)
     for column, name in (("train_loss", "training"), ("val_loss", "validation")):
         if column in history:
             loss.plot(epochs, history[column], marker="o", markersize=3, label=name)
     loss.set(title="loss", xlabel="epoch")
-    loss.legend()
-    column = f"val_{metric}"
-    if column in history:
-        quality.plot(epochs, history[column], marker="o", markersize=3, color="tab:green")
-        best = history[column].idxmin() if metric == "loss" else history[column].idxmax()
-        quality.axvline(history.loc[best, "epoch"], color="gray", linestyle="--", label="best epoch")
-        quality.legend()
-    quality.set(title=f"validation {metric}", xlabel="epoch")
-    if "learning_rate" in history:
-        rate.plot(epochs, history["learning_rate"], color="tab:red")
-        rate.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    rate.set(title="learning rate (head, end of epoch)", xlabel="epoch")
-    for axes in (loss, quality, rate):
+    candidates = {"train_accuracy": "training accuracy", "val_accuracy": "validation accuracy"}
+    if metric != "loss":
+        candidates[f"val_{metric}"] = f"validation {metric}"
+    scores = [(column, name) for column, name in candidates.items() if column in history]
+    for column, name in scores:
+        quality.plot(epochs, history[column], marker="o", markersize=3, label=name)
+    quality.set(
+        title=" and ".join(dict.fromkeys(n.split()[-1] for _, n in scores)) or "scores", xlabel="epoch"
+    )
+    quality.set_ylim(-0.02, 1.02)
+    for axes in (loss, quality):
+        if best is not None:
+            axes.axvline(best, color="gray", linestyle="--", label="best epoch")
+        if axes.has_data():
+            axes.legend()
+    if learning_rates:
+        positions, values = zip(*learning_rates, strict=True)
+        rate.plot(positions, values, color="tab:red")
+        rate.set(title="learning rate (head) per step")
+    elif "learning_rate" in history:
+        rate.plot(epochs, history["learning_rate"], color="tab:red", marker="o", markersize=3)
+        rate.set(title="learning rate (head), end of epoch")
+    rate.set(xlabel="epoch")
+    rate.set_ylim(bottom=0.0)
+    rate.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))  # no offset label
+    last = float(epochs.max())
+    for axes in (loss, quality, rate):  # one scale of whole epochs: 0 (the start) to the last one
+        axes.set_xlim(-0.04 * last, 1.04 * last)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
     return Path(path)
+
+
+def _best_epoch(history: pd.DataFrame, metric: str) -> int | None:
+    column = f"val_{metric}"
+    if column not in history or history[column].isna().all():
+        return None
+    best = history[column].idxmin() if metric == "loss" else history[column].idxmax()
+    return int(history.loc[best, "epoch"])

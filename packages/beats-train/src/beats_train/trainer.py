@@ -16,71 +16,30 @@ GPUs or machines with ``accelerate launch`` (see :mod:`beats_train.loop`).
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from beats_core.atomic import atomic_write_text
-from beats_core.errors import ConfigError, DatasetError
-from beats_data.frame import CATEGORY, FILENAME, FOLD
+from beats_core.errors import ConfigError
 from beats_data.labels import LabelEncoder
-from beats_train.config import DataConfig, TrainingConfig
-from beats_train.data import PreparedData, build_dataset, build_loader, files_frame, load_frame, prepare_data
-from beats_train.loop import (
-    TrainingResults,
-    evaluate_model,
-    plain_json,
-    prediction_frame,
-    run_training,
-    uses_cpu,
-)
+from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
+from beats_train.cross_validation import CrossValidationResults, check_cross_validation_folder, cross_validate
+from beats_train.data import PreparedData, load_labelled, prepare_data
+from beats_train.evaluation import evaluate_frame, predict_files, prediction_frame
+from beats_train.loop import run_training
 from beats_train.model import BEATsClassifier
+from beats_train.processes import on_main_process, process_state
+from beats_train.reports import write_evaluation_reports
+from beats_train.results import TrainingResults
+from beats_train.run_folder import CONFUSION_MATRIX_FILE, REPORT_FILE, RunFolder, check_output_folder
 
 __all__ = ["BEATsTrainer", "CrossValidationResults"]
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class CrossValidationResults:
-    """What :meth:`BEATsTrainer.cross_validate` returns.
-
-    Attributes:
-        folds: the test fold of each run, in order.
-        accuracies: the test accuracy of each fold's best model.
-        mean_accuracy: their mean.
-        std_accuracy: their sample standard deviation (ddof=1; 0 for one fold).
-        runs: each fold's :class:`~beats_train.loop.TrainingResults`.
-        table: one row per fold: ``fold``, ``test_accuracy``, ``test_macro_f1``,
-            ``best_epoch``, ``output_dir``.
-        output_dir: the folder holding ``fold-K/`` run folders and ``cross_validation.csv``.
-    """
-
-    folds: list[int]
-    accuracies: list[float]
-    mean_accuracy: float
-    std_accuracy: float
-    runs: list[TrainingResults] = field(repr=False)
-    table: pd.DataFrame = field(repr=False)
-    output_dir: Path = Path(".")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The summary as plain data (JSON-serialisable)."""
-        return {
-            "folds": self.folds,
-            "accuracies": self.accuracies,
-            "mean_accuracy": self.mean_accuracy,
-            "std_accuracy": self.std_accuracy,
-            "output_dir": str(self.output_dir),
-            "runs": [run.to_dict() for run in self.runs],
-        }
+#: The per-clip predictions that :meth:`BEATsTrainer.evaluate` writes into its ``output_dir``.
+EVALUATION_PREDICTIONS_FILE = "predictions.csv"
 
 
 class BEATsTrainer:
@@ -243,31 +202,25 @@ class BEATsTrainer:
             ConfigError, DatasetError: the data cannot be found, read or trained on; a
                 dataset that fails validation raises with the validation report.
         """
-        from accelerate import PartialState
-        from accelerate.utils import broadcast_object_list
+        # the main process decodes every file once, then shares the result
+        return on_main_process(lambda: self._prepare(split), process_state(self.training_config))
 
-        state = PartialState(cpu=uses_cpu(self.training_config))
-        prepared: list[Any] = [None]
-        if state.is_main_process:  # decodes every file once, then shares the result
-            try:
-                prepared[0] = prepare_data(
-                    self.data_config,
-                    frame=self._data,
-                    multi_label=self.training_config.multi_label,
-                    progress=self.training_config.progress,
-                    split=split,
-                )
-            except Exception as e:  # the other processes must hear about it too
-                prepared[0] = e
-        if state.num_processes > 1:
-            broadcast_object_list(prepared)
-        if isinstance(prepared[0], Exception):
-            raise prepared[0]
-        return prepared[0]
+    def _prepare(self, split: bool) -> PreparedData:
+        return prepare_data(
+            self.data_config,
+            frame=self._data,
+            multi_label=self.training_config.multi_label,
+            progress=self.training_config.progress,
+            split=split,
+        )
 
     # ------------------------------------------------------------------ training
     def train(
-        self, *, resume_from: str | Path | None = None, stop_after: int | None = None
+        self,
+        *,
+        resume_from: str | Path | None = None,
+        stop_after: int | None = None,
+        overwrite: bool = False,
     ) -> TrainingResults:
         """Fine-tune, keep the best epoch's model, test it, and write the run folder.
 
@@ -277,30 +230,52 @@ class BEATsTrainer:
         state, to resume), ``classification_report.txt``, ``confusion_matrix.png``,
         ``training_curves.png``, ``test_predictions.csv`` and ``results.json``.
 
+        Before a single file is decoded, the run folder is checked: it must be writable,
+        and a folder that holds an earlier run (its ``best_model.pt``, ``state.pt``,
+        ``metrics.csv`` or ``results.json``) is only continued (``resume_from``) or
+        replaced (``overwrite=True``), never silently overwritten.
+
         Args:
             resume_from: a run folder (or its ``state.pt``) to continue from; the result is
                 the one an uninterrupted run would have reached.
             stop_after: end this call after that many epochs in total, leaving the state to
                 resume from later (e.g. to fit a job's time limit).
+            overwrite: replace an earlier run in the run folder (its files are removed before
+                the data is read).
 
         Returns:
-            The :class:`~beats_train.loop.TrainingResults`: best epoch, validation and test
-            metrics, the history and the paths.
+            The :class:`~beats_train.results.TrainingResults`: best epoch, validation and
+            test metrics, the history, the precision used and the paths.
 
         Raises:
-            ConfigError: an invalid setting for this machine or data.
+            ConfigError: an invalid setting for this machine or data, a run folder that
+                cannot be written, or one that holds an earlier run.
             DatasetError: the data cannot be trained on (with the validation report).
             CheckpointError: the starting model cannot be loaded.
             TrainingError: the loss diverged, or the state to resume does not fit.
+            DiskFullError: the disk filled up (the last finished epoch's state is kept).
         """
-        prepared = self.prepare_data()
+        folder = RunFolder(self.training_config.output_dir)
+
+        def check_and_prepare() -> PreparedData:
+            folder.prepare(resume_from=resume_from, overwrite=overwrite)
+            return self._prepare(split=True)
+
+        prepared = on_main_process(check_and_prepare, process_state(self.training_config))
         model, results = run_training(
-            prepared, self.data_config, self.training_config, resume_from=resume_from, stop_after=stop_after
+            prepared,
+            self.data_config,
+            self.training_config,
+            resume_from=resume_from,
+            stop_after=stop_after,
+            overwrite=overwrite,
         )
         self.model, self.results, self.label_encoder = model, results, prepared.labels
         return results
 
-    def cross_validate(self, folds: Sequence[int] | None = None) -> CrossValidationResults:
+    def cross_validate(
+        self, folds: Sequence[int] | None = None, *, overwrite: bool = False
+    ) -> CrossValidationResults:
         """The fold protocol of ESC-50 (5 folds) or UrbanSound8K (10 folds): train once per test fold.
 
         Each run tests on one fold and trains on the others; its validation set (model
@@ -310,6 +285,7 @@ class BEATsTrainer:
 
         Args:
             folds: the test folds to run (default: every fold of the data).
+            overwrite: replace earlier runs in the ``fold-K`` folders.
 
         Returns:
             The :class:`CrossValidationResults`, with the mean and standard deviation of
@@ -317,64 +293,28 @@ class BEATsTrainer:
 
         Raises:
             DatasetError: the data has no ``fold`` column, or a fold does not exist.
+            ConfigError: the output folder cannot be written, or holds earlier fold runs
+                (and ``overwrite`` is False); checked before the data is read.
         """
-        frame = self.prepare_data(split=False).frame  # validated once for every fold
-        if FOLD not in frame.columns:
-            raise DatasetError(
-                "cross_validate needs a 'fold' column (ESC-50, UrbanSound8K, or your own); this dataset's columns "
-                f"are {list(frame.columns)}"
-            )
-        available = sorted(int(f) for f in frame[FOLD].unique())
-        chosen = list(folds) if folds is not None else available
-        missing = [f for f in chosen if f not in available]
-        if missing:
-            raise DatasetError(f"folds {missing} are not in the data; its folds are {available}")
-        root = Path(self.training_config.output_dir)
-        runs, rows = [], []
-        for fold in chosen:
-            # the frame is loaded and validated: absolute paths in filename, labels in category
-            data_config = self.data_config.replace(
-                test_fold=fold, val_fold=None, validate=False, audio_column=FILENAME, label_column=CATEGORY
-            )
-            fold_config = self.training_config.replace(output_dir=str(root / f"fold-{fold}"))
-            results = BEATsTrainer(data_config, fold_config, data=frame).train()
-            test = results.test_metrics or {}
-            runs.append(results)
-            rows.append(
-                {
-                    "fold": fold,
-                    "test_accuracy": test.get("accuracy", math.nan),
-                    "test_macro_f1": test.get("macro_f1", math.nan),
-                    "best_epoch": results.best_epoch,
-                    "output_dir": str(results.paths["output_dir"]),
-                }
-            )
-            logger.info("fold %d: test accuracy %.4f", fold, rows[-1]["test_accuracy"])
-        table = pd.DataFrame(rows)
-        accuracies = [float(a) for a in table["test_accuracy"]]
-        std = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
-        summary = CrossValidationResults(
-            folds=chosen,
-            accuracies=accuracies,
-            mean_accuracy=float(np.mean(accuracies)),
-            std_accuracy=std,
-            runs=runs,
-            table=table,
-            output_dir=root,
-        )
-        from accelerate import PartialState
+        root = self.training_config.output_dir
 
-        if PartialState().is_main_process:
-            atomic_write_text(root / "cross_validation.csv", table.to_csv(index=False))
-            brief = {key: value for key, value in summary.to_dict().items() if key != "runs"}
-            atomic_write_text(root / "cross_validation.json", json.dumps(plain_json(brief), indent=2) + "\n")
-            logger.info(
-                "cross-validation over %d folds: accuracy %.4f +- %.4f",
-                len(chosen),
-                summary.mean_accuracy,
-                summary.std_accuracy,
-            )
-        return summary
+        def check_and_prepare() -> PreparedData:
+            check_cross_validation_folder(root, folds, overwrite=overwrite)
+            return self._prepare(split=False)  # validated once for every fold
+
+        frame = on_main_process(check_and_prepare, process_state(self.training_config)).frame
+
+        def train_fold(data_config: DataConfig, training_config: TrainingConfig) -> TrainingResults:
+            return BEATsTrainer(data_config, training_config, data=frame).train(overwrite=overwrite)
+
+        return cross_validate(
+            frame,
+            self.data_config,
+            self.training_config,
+            train_fold,
+            folds=folds,
+            is_main_process=process_state(self.training_config).is_main_process,
+        )
 
     # ------------------------------------------------------------------ using the model
     def _require_model(self) -> BEATsClassifier:
@@ -392,13 +332,28 @@ class BEATsTrainer:
             )
         return self.label_encoder
 
-    def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, Any]:
-        """Score the fine-tuned model on labelled clips.
+    @property
+    def batch_size(self) -> int:
+        """Clips per batch in evaluation, prediction and extraction (:func:`~beats_train.config.resolve_batch_size`)."""
+        return resolve_batch_size(self.data_config, self.training_config)
+
+    def evaluate(
+        self,
+        data: pd.DataFrame | str | Path,
+        *,
+        output_dir: str | Path | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """Score the fine-tuned model on labelled clips, and write the reports a training run writes.
 
         Args:
             data: a DataFrame (its ``audio_column`` / ``label_column`` as in the
                 :class:`DataConfig`), a folder with one sub-folder per class, a CSV, or
                 ``NAME:PATH`` of a registered loader. Every clip is used (no split).
+            output_dir: a folder for ``classification_report.txt``, ``confusion_matrix.png``
+                (single-label) and ``predictions.csv`` (one row per clip); it is checked
+                before any file is decoded. None writes nothing.
+            overwrite: replace those files if the folder holds them already.
 
         Returns:
             Metrics: ``accuracy``, ``macro_f1``, ``per_class`` (precision, recall, F1,
@@ -408,28 +363,32 @@ class BEATsTrainer:
 
         Raises:
             DatasetError: a label is not one of the model's classes, or the data cannot be read.
+            ConfigError: ``output_dir`` cannot be written, or holds reports and ``overwrite`` is False.
         """
         model, labels = self._require_model(), self._labels()
-        config = self.data_config
-        if isinstance(data, pd.DataFrame):
-            frame = load_frame(config, data)
-        else:
-            spec = str(data)
-            csv = spec.lower().endswith(".csv")
-            frame = load_frame(
-                config.replace(data_dir=None if csv else spec, metadata_file=spec if csv else None)
-            )
-        targets = labels.encode(frame[CATEGORY])
-        dataset = build_dataset(frame, labels, config, train=False)
-        loader = build_loader(dataset, config.batch_size, config, shuffle=False)
-        evaluation = evaluate_model(
+        if output_dir is not None:
+            reports = (REPORT_FILE, CONFUSION_MATRIX_FILE, EVALUATION_PREDICTIONS_FILE)
+            check_output_folder(output_dir, reports, overwrite=overwrite)
+        frame = load_labelled(data, self.data_config)
+        evaluation = evaluate_frame(
             model,
-            loader,
-            targets=targets,
-            labels=list(labels.labels),
-            multi_label=model.multi_label,
+            labels,
+            frame,
+            self.data_config,
+            batch_size=self.batch_size,
             progress=self.training_config.progress,
         )
+        if output_dir is not None:
+            source = "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+            write_evaluation_reports(
+                output_dir,
+                evaluation,
+                frame,
+                labels,
+                heading=f"{len(evaluation.indices)} clips of {source}",
+                title=Path(source).name or source,
+                predictions_name=EVALUATION_PREDICTIONS_FILE,
+            )
         metrics = dict(evaluation.metrics)
         metrics["predictions"] = prediction_frame(
             frame.iloc[evaluation.indices], evaluation.logits, labels, multi_label=model.multi_label
@@ -453,25 +412,14 @@ class BEATsTrainer:
             gets an empty label and NaN probabilities (and a logged warning).
         """
         model, labels = self._require_model(), self._labels()
-        frame = files_frame([files] if isinstance(files, str | Path) else files)
-        dataset = build_dataset(frame, None, self.data_config, train=False)
-        loader = build_loader(dataset, self.data_config.batch_size, self.data_config, shuffle=False)
-        evaluation = evaluate_model(
+        return predict_files(
             model,
-            loader,
-            targets=None,
-            labels=list(labels.labels),
-            multi_label=model.multi_label,
+            labels,
+            [files] if isinstance(files, str | Path) else files,
+            self.data_config,
+            batch_size=self.batch_size,
             progress=self.training_config.progress,
         )
-        decoded = prediction_frame(
-            frame.iloc[evaluation.indices], evaluation.logits, labels, multi_label=model.multi_label
-        )
-        decoded.index = evaluation.indices
-        result = decoded.reindex(range(len(frame)))
-        result["filename"] = frame["filename"].to_numpy()
-        result["label"] = result["label"].fillna("")
-        return result.reset_index(drop=True)
 
     def extract_features(
         self,
@@ -487,21 +435,17 @@ class BEATsTrainer:
             files: audio file paths.
             pooling: a pooling registered with beats-extract (``mean``, ``max``, ...).
             layer: the hidden state to pool (-1: the last layer).
-            batch_size: clips per batch (default: ``DataConfig.batch_size``).
+            batch_size: clips per batch (default: :attr:`batch_size`).
 
         Returns:
             float32 (N, D) embeddings, one row per file.
 
         Raises:
-            ConfigError: there is no fine-tuned model, or beats-extract is not installed.
+            ConfigError: there is no fine-tuned model.
         """
+        from beats_extract import BEATsFeatureExtractor
+
         model = self._require_model()
-        try:
-            from beats_extract import BEATsFeatureExtractor
-        except ImportError as e:
-            raise ConfigError(
-                "extract_features needs beats-extract: install it from this repository (pip install packages/beats-extract)"
-            ) from e
         model.eval()
         device = next(model.parameters()).device
         extractor = BEATsFeatureExtractor(
@@ -509,7 +453,7 @@ class BEATsTrainer:
             pooling=pooling,
             layer=layer,
             device=str(device),
-            batch_size=batch_size or self.data_config.batch_size,
+            batch_size=batch_size or self.batch_size,
         )
         return np.asarray(extractor.extract_from_files([str(f) for f in files]))
 
@@ -580,5 +524,6 @@ class BEATsTrainer:
 
         prepared = self.prepare_data()
         options.setdefault("max_duration", self.data_config.max_duration)
+        options.setdefault("batch_size", self.batch_size)
         options.setdefault("progress", self.training_config.progress)
         return compute_fbank_stats(prepared.split("train"), **options)

@@ -215,7 +215,7 @@ def run_demo(
         full_finetune=full_finetune,
     )
     trainer = BEATsTrainer.from_dataframe(prepared.frame, config=config, validate=False, **DATA_SETTINGS)
-    training = trainer.train()
+    training = trainer.train(overwrite=True)  # the demo owns its folder: a second demo replaces the first
     say(
         f"Best epoch {training.best_epoch} of {training.epochs} "
         f"(validation {training.monitor} {training.best_score:.3f})."

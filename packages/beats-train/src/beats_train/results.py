@@ -1,0 +1,75 @@
+"""What a training run returns, and results as strict JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TrainingResults", "plain_json"]
+
+
+@dataclass
+class TrainingResults:
+    """What :meth:`BEATsTrainer.train` returns.
+
+    Attributes:
+        best_epoch: the epoch (1-based) whose model was kept.
+        monitor: the validation metric that chose it.
+        best_score: its value at the best epoch (``nan`` without a validation set).
+        val_metrics: validation metrics of the best model (empty without a validation set).
+        test_metrics: test metrics of the best model, or None without a test set.
+        history: one row per epoch (the content of ``metrics.csv``).
+        paths: the files of the run folder by name (``output_dir``, ``best_model``,
+            ``state``, ``config``, ``metrics``, ``splits``, ``classification_report``,
+            ``confusion_matrix``, ``training_curves``, ``predictions``, ``results``).
+        stopped_early: whether early stopping ended the run.
+        epochs: the epochs finished.
+        mixed_precision: the precision the run trained in (``no``, ``bf16`` or ``fp16``;
+            what ``auto`` chose on this hardware).
+    """
+
+    best_epoch: int
+    monitor: str
+    best_score: float
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    history: pd.DataFrame
+    paths: dict[str, Path] = field(default_factory=dict)
+    stopped_early: bool = False
+    epochs: int = 0
+    mixed_precision: str = "no"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results as plain data (JSON-serialisable); ``history`` as a list of rows."""
+        return {
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor,
+            "best_score": None if math.isnan(self.best_score) else self.best_score,
+            "val_metrics": self.val_metrics,
+            "test_metrics": self.test_metrics,
+            "history": self.history.to_dict(orient="records"),
+            "paths": {key: str(value) for key, value in self.paths.items()},
+            "stopped_early": self.stopped_early,
+            "epochs": self.epochs,
+            "mixed_precision": self.mixed_precision,
+        }
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, paths and numpy scalars as plain values (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(key): plain_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
