@@ -77,8 +77,8 @@ def bench_validation(count: int, workers: int) -> None:
     seconds = time.perf_counter() - start
     print(
         f"validate_dataset: {count} clips (1 s, 44.1 kHz mono WAV), {workers} worker processes: "
-        f"{seconds:.1f} s ({count / seconds:.0f} clips/s); ok={report['ok']}, "
-        f"warnings={[w['code'] for w in report['warnings']]}"
+        f"{seconds:.1f} s ({count / seconds:.0f} clips/s); ok={report.ok}, "
+        f"warnings={[w.code for w in report.warnings]}"
     )
 
 

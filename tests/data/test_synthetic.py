@@ -51,7 +51,7 @@ def test_dataset_is_the_directory_layout_and_validates(tmp_path):
     assert min(durations) >= 1.0 and max(durations) <= 3.0 and len(set(durations)) > 1
     assert load_audio(frame["filename"][0]).shape[0] == round(durations[0] * 16000)
     report = validate_dataset(frame, progress=False)
-    assert report["errors"] == []
+    assert report.errors == []
 
 
 def test_same_seed_same_files(tmp_path):

@@ -307,17 +307,12 @@ def test_sample_rates_and_channels_stay_integers_when_files_fail(tmp_path):
     assert "Sample rates: 44100 Hz (4)" in text and "Channels: 1 (4)" in text
 
 
-def test_the_report_is_typed_and_still_readable_by_key(esc50_root):
+def test_the_report_is_typed(esc50_root):
     report = validate_dataset(load_esc50(esc50_root), num_workers=0, progress=False)
 
     assert isinstance(report, ValidationReport) and isinstance(report.stats, DatasetStats)
     assert isinstance(report.warnings[0], Issue)
-    # the dict interface of before, for code not yet switched
-    assert report["ok"] is report.ok and report["clips"] is report.clips
-    assert report["stats"]["num_clips"] == 25 and report["warnings"][0]["code"] == report.warnings[0].code
-    assert [i["code"] for i in report["warnings"]] == [i.code for i in report.warnings]
-    with pytest.raises(KeyError):
-        report["nope"]
+    assert report.stats.num_clips == 25 and report.to_dict()["warnings"][0]["code"] == report.warnings[0].code
 
 
 def test_beats_validate_guesses_csv_columns_and_names_its_flags(tmp_path, capsys):

@@ -131,7 +131,7 @@ def test_every_python_block_runs_in_order(readme_folder: Path, capsys: pytest.Ca
         "siren",
         "rain",
     }
-    assert namespace["report"]["ok"]
+    assert namespace["report"].ok
     assert (readme_folder / "my_sounds.npz").is_file()
     assert (readme_folder / "runs" / "beats" / "confusion_matrix.png").is_file()
     assert isinstance(namespace["esc50"], pd.DataFrame) and len(namespace["esc50"]) == 25

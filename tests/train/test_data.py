@@ -21,7 +21,7 @@ def test_a_random_split_is_stratified_and_follows_the_ratios(sound_root):
     assert (counts["train"] == 6).all() and (counts["val"] == 3).all() and (counts["test"] == 3).all()
     assert prepared.labels.labels == ("chirp", "clicks", "noise_band", "tone")
     assert prepared.frame["duration"].between(0.99, 1.01).all()  # durations from validation
-    assert prepared.report is not None and prepared.report["ok"]
+    assert prepared.report is not None and prepared.report.ok
 
 
 def test_folds_give_the_test_set_and_validation_comes_from_the_training_folds(tmp_path):

@@ -14,7 +14,7 @@ import math
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from beats_core.audio_files import display_path, has_undecodable_name
 from beats_core.errors import AudioDecodeError
 from beats_core.geometry import SAMPLE_RATE
 from beats_data.frame import CATEGORY, FILENAME, FOLD, SPLIT, require_columns, resolve_paths
+from beats_data.labels import split_labels
 
 __all__ = ["DatasetStats", "Issue", "ValidationReport", "format_report", "validate_dataset"]
 
@@ -49,17 +50,8 @@ _SPECTRUM_SAMPLES = 1024
 _MAX_SPECTRA = 128
 
 
-class _ReadableByKey:
-    """Read access by field name (``report["ok"]``), as with the dicts these classes replaced."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
-            raise KeyError(key)
-        return getattr(self, key)
-
-
 @dataclass
-class Issue(_ReadableByKey):
+class Issue:
     """One problem found in a dataset, for people and for programs.
 
     Attributes:
@@ -77,7 +69,7 @@ class Issue(_ReadableByKey):
 
 
 @dataclass
-class DatasetStats(_ReadableByKey):
+class DatasetStats:
     """Facts about a dataset, from its frame and its decoded clips.
 
     Attributes:
@@ -107,7 +99,7 @@ class DatasetStats(_ReadableByKey):
 
 
 @dataclass
-class ValidationReport(_ReadableByKey):
+class ValidationReport:
     """What :func:`validate_dataset` found.
 
     Attributes:
@@ -197,9 +189,8 @@ def validate_dataset(
     Returns:
         The :class:`ValidationReport`: ``ok`` (no errors), ``errors`` and ``warnings``
         (lists of :class:`Issue`), ``stats`` (:class:`DatasetStats`) and ``clips`` (a
-        DataFrame with the same index as ``df``, one row of facts per clip). It can also be
-        read by key (``report["ok"]``, ``report["errors"][0]["code"]``), like the dict it
-        used to be.
+        DataFrame with the same index as ``df``, one row of facts per clip);
+        ``report.to_dict()`` gives it as plain data.
 
     Raises:
         DatasetError: the frame lacks the audio or label column.
@@ -239,9 +230,7 @@ def validate_dataset(
         errors.append(Issue("empty_label", f"{len(files)} rows have no label; label or remove them", files))
 
     label_sets = [
-        sorted({part.strip() for part in str(value).split(label_delimiter)} - {""})
-        if label_delimiter
-        else [str(value)]
+        sorted(split_labels(value, label_delimiter)) if label_delimiter else [str(value)]
         for value in labels.where(~unlabeled, "")
     ]
     counts = pd.Series(Counter(label for row in label_sets for label in row if label), dtype=int).sort_index()

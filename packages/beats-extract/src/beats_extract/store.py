@@ -43,7 +43,7 @@ import numpy as np
 
 from beats_core.atomic import atomic_path, atomic_write_text
 from beats_core.audio_files import display_path
-from beats_core.errors import MissingDependencyError, StoreError
+from beats_core.errors import DiskFullError, MissingDependencyError, StoreError
 from beats_extract.__about__ import __version__
 
 __all__ = [
@@ -377,8 +377,8 @@ def read_store(folder: str | os.PathLike[str]) -> StoredEmbeddings:
 
 
 def _write_error(folder: Path, error: OSError) -> StoreError:
-    if error.errno == errno.ENOSPC:
-        reason = "the disk is full"
+    if isinstance(error, DiskFullError) or error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk (or the quota) is full"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         reason = "it is not writable (permissions, or a read-only file system)"
     else:

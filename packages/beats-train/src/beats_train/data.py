@@ -171,15 +171,15 @@ def validate_frame(
     report = validate_dataset(
         frame, label_delimiter=delimiter, num_workers=config.num_workers, progress=progress
     )
-    fatal = [issue for issue in report["errors"] if issue["code"] not in _FILE_ERRORS]
+    fatal = [issue for issue in report.errors if issue.code not in _FILE_ERRORS]
     if fatal:
         raise DatasetError(
             "the dataset cannot be trained on; fix the errors below (`beats validate` shows the same report):\n"
             + format_report(report)
         )
-    for issue in report["warnings"]:
-        logger.warning("dataset: %s", issue["message"])
-    clips = report["clips"]
+    for issue in report.warnings:
+        logger.warning("dataset: %s", issue.message)
+    clips = report.clips
     bad = clips["error"].notna()
     if bad.any():
         listing = "; ".join(
