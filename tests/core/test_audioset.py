@@ -54,9 +54,10 @@ def test_beats_info_shows_the_names_next_to_the_ids(reference_dir, capsys):
 
 
 def test_the_wheel_of_beats_core_ships_the_table(tmp_path):
+    package = testkit.REPO_ROOT / "packages" / "beats-core"
+    options = ["--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", str(tmp_path)]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--wheel-dir", str(tmp_path), str(testkit.REPO_ROOT / "packages" / "beats-core")],
+        [sys.executable, "-m", "pip", "wheel", *options, str(package)],
         check=True,
         capture_output=True,
     )
