@@ -24,7 +24,9 @@ def test_the_table_holds_the_527_classes_in_audiosets_order():
     assert len(classes) == 527
     assert [c.index for c in classes] == list(range(527))
     assert len({c.id for c in classes}) == 527 and len({c.name.lower() for c in classes}) == 527
-    assert all(c.id.startswith(("/m/", "/t/", "/g/")) and c.name == c.name.strip() and c.name for c in classes)
+    assert all(
+        c.id.startswith(("/m/", "/t/", "/g/")) and c.name == c.name.strip() and c.name for c in classes
+    )
     assert (classes[0].id, classes[0].name) == ("/m/09x0r", "Speech")
     assert (classes[74].id, classes[74].name) == ("/m/0bt9lr", "Dog")
     assert (classes[137].id, classes[137].name) == ("/m/04rlf", "Music")

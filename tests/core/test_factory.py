@@ -130,7 +130,9 @@ def test_a_copied_checkpoint_keeps_its_own_path(reference_dir: Path, tmp_path: P
     assert create_model(str(copy)).checkpoint_path == copy
 
 
-def test_the_encoder_fingerprint_ignores_the_head_and_sees_weights_and_fbank_statistics(reference_dir, tmp_path):
+def test_the_encoder_fingerprint_ignores_the_head_and_sees_weights_and_fbank_statistics(
+    reference_dir, tmp_path
+):
     from beats_core.factory import encoder_sha256, save_checkpoint
 
     pretrained = create_model(reference_dir / "tiny_pretrained.pt")
