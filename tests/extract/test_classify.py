@@ -24,6 +24,14 @@ from beats_extract import BEATsFeatureExtractor, ClipClassifier, SkippedFileWarn
 from beats_extract.archive import embed_into_store
 
 CLIP_SECONDS, OVERLAP = 2.0, 0.5
+#: How every detection of these tests runs: 2 s clips sharing 0.5 s, in float32, in this process.
+FROM_AUDIO = {
+    "clip_seconds": CLIP_SECONDS,
+    "clip_overlap": OVERLAP,
+    "dtype": "float32",
+    "num_workers": 0,
+    "progress": False,
+}
 LABELS = {0: "owl", 1: "frog", 2: "wind", 3: "rain", 4: "engine"}
 
 
@@ -64,10 +72,7 @@ def test_an_official_checkpoint_gives_its_sigmoid_on_each_clip_cut_out(reference
     assert classifier.names == ["Speech", "Music", "Dog", "Rain", "Engine"]
     assert classifier.label_ids == ["/m/09x0r", "/m/04rlf", "/m/0bt9lr", "/m/06mb1", "/m/02mk9"]
 
-    table = detect_events(
-        classifier, [recording], clip_seconds=CLIP_SECONDS, clip_overlap=OVERLAP, min_confidence=0.0,
-        dtype="float32", batch_size=3, num_workers=0, progress=False,
-    )  # fmt: skip
+    table = detect_events(classifier, [recording], min_confidence=0.0, batch_size=3, **FROM_AUDIO)
     clips = clips_cut_out(recording, ClipRule(CLIP_SECONDS, OVERLAP))
     assert len(clips) == 5 and clips[-1][1] - clips[-1][0] == pytest.approx(1.3)
     assert len(table) == 5 * 5 and set(table["path"]) == {str(recording)}
@@ -88,10 +93,7 @@ def test_a_beats_train_checkpoint_gives_its_softmax_over_the_weighted_layers(tra
     assert not classifier.multi_label and classifier.layer == "all" and classifier.label_ids is None
     np.testing.assert_allclose(classifier.layer_weights, [0.2, 0.3, 0.5], atol=1e-7)
 
-    table = detect_events(
-        trained_checkpoint, [recording], clip_seconds=CLIP_SECONDS, clip_overlap=OVERLAP, min_confidence=0.0,
-        dtype="float32", batch_size=2, num_workers=0, progress=False,
-    )  # fmt: skip
+    table = detect_events(trained_checkpoint, [recording], min_confidence=0.0, batch_size=2, **FROM_AUDIO)
     assert "label_id" not in table and set(table["label"]) == set(LABELS.values())
     expected = []
     with torch.no_grad():
@@ -218,10 +220,8 @@ def test_a_store_of_other_layers_cannot_feed_a_head_that_mixes_layers(
     trained_checkpoint, recording, tmp_path
 ):
     def store(layer, folder):
-        extractor = BEATsFeatureExtractor(
-            str(trained_checkpoint), layer=layer, clip_seconds=CLIP_SECONDS, clip_overlap=OVERLAP,
-            dtype="float32", num_workers=0,
-        )  # fmt: skip
+        options = {key: FROM_AUDIO[key] for key in ("clip_seconds", "clip_overlap", "dtype", "num_workers")}
+        extractor = BEATsFeatureExtractor(str(trained_checkpoint), layer=layer, **options)
         embed_into_store(extractor, [recording], folder, progress=False)
         return folder
 
@@ -230,10 +230,7 @@ def test_a_store_of_other_layers_cannot_feed_a_head_that_mixes_layers(
     from_store = detect_events(
         trained_checkpoint, embeddings=store("all", tmp_path / "all"), min_confidence=0.0
     )
-    from_audio = detect_events(
-        trained_checkpoint, [recording], clip_seconds=CLIP_SECONDS, clip_overlap=OVERLAP, min_confidence=0.0,
-        dtype="float32", num_workers=0, progress=False,
-    )  # fmt: skip
+    from_audio = detect_events(trained_checkpoint, [recording], min_confidence=0.0, **FROM_AUDIO)
     pd.testing.assert_frame_equal(from_store, from_audio, check_exact=False, atol=1e-4, rtol=0)
 
 
