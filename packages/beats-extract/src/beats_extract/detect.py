@@ -60,6 +60,8 @@ __all__ = [
 DEFAULT_MIN_CONFIDENCE = 0.1
 #: A clip whose largest absolute sample is below this (-80 dBFS) is silent.
 SILENCE_PEAK = 1e-4
+#: Decimals of a confidence in the tables (the threshold applies to what they show).
+_DECIMALS = 6
 #: Clips this close (in seconds, less than a sample) touch: merged events join across them.
 _TOUCH_SECONDS = 1e-6
 
@@ -215,6 +217,9 @@ class Detector:
             (merged into events with ``merge``), in time order, the most confident first.
         """
         classifier = self.classifier
+        confidences = np.round(
+            np.asarray(confidences, dtype=np.float64), _DECIMALS
+        )  # as the tables show them
         scores = np.where(self.selected, confidences, -np.inf)
         keep = (scores >= self.min_confidence) & ~np.asarray(silent, dtype=bool)[:, None]
         if self.top_k is not None and self.top_k < scores.shape[1]:
@@ -229,7 +234,7 @@ class Detector:
                 "start": np.asarray(starts, dtype=np.float64)[rows],
                 "end": np.asarray(ends, dtype=np.float64)[rows],
                 "label": pd.Series([classifier.names[k] for k in columns], dtype="object"),
-                "confidence": np.round(confidences[rows, columns].astype(np.float64), 6),
+                "confidence": confidences[rows, columns],
             }
         )
         if classifier.label_ids is not None:

@@ -204,7 +204,7 @@ def run_detect(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             batch_size=args.batch_size,
             num_workers=args.workers,
-            progress=False if args.no_progress else None,
+            progress=not args.no_progress,
             on_recording=recordings.append,
         )
     failed = [r for r in recordings if r.error is not None]
@@ -263,7 +263,7 @@ def run_predict(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_workers=args.workers,
             delimiter=args.label_delimiter,
-            progress=False if args.no_progress else None,
+            progress=not args.no_progress,
         )
     for warning in skipped:
         print(f"beats: {warning.message}", file=sys.stderr)
