@@ -1,0 +1,246 @@
+"""Benchmark: detections over a long recording, against extracting the same clips; and from a store.
+
+    python3 -m hatch run python bench/detect.py [--minutes 60] [--batch-size 16] [--repeats 1]
+        [--dtype auto] [--skip-store] [--skip-memory]
+
+The checkpoint is the base size (``BEATsConfig.base()``, random weights from seed 0) with a random
+head of 527 classes labelled with AudioSet's ids, saved as an official fine-tuned checkpoint;
+the recording is ``--minutes`` of generated sounds (16 kHz mono WAV). Both are kept in
+bench/_cache/detect (git-ignored). On the CPU, in this process, one after the other, ``--repeats``
+times (each figure is the best run):
+
+* extract: ``BEATsFeatureExtractor(model, pooling="mean", clip_seconds=10).extract_from_file``,
+  the clip embeddings detection needs (10 s clips, no overlap);
+* detect: ``detect_events(classifier, [recording], OUT_DIR)`` with the same clips, batch size and
+  precision: the same extraction, the head, the threshold and the tables written to disk.
+  Detection should run at 90 % or more of extraction's speed;
+* store: the clips embedded into a store (``embed_into_store``), then
+  ``detect_events(checkpoint, embeddings=STORE, out_dir=...)`` from a fresh start (reading
+  the checkpoint and the store, checking the encoder, classifying, writing the tables):
+  clips classified per second without running the model.
+
+Then memory, in a fresh process: the peak resident memory above the loaded model while detecting
+in the recording (the kernel's high-water mark, reset once the model is loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import testkit  # noqa: E402
+
+from beats_core import BEATs, BEATsConfig, save_checkpoint  # noqa: E402
+from beats_core.audioset import audioset_classes  # noqa: E402
+from beats_core.devices import resolve_dtype  # noqa: E402
+from beats_extract import BEATsFeatureExtractor, ClipClassifier, detect_events  # noqa: E402
+from beats_extract.archive import embed_into_store  # noqa: E402
+
+CACHE = ROOT / "bench" / "_cache" / "detect"
+CLIP_SECONDS = 10.0
+
+
+def checkpoint() -> Path:
+    """BEATs base with a random 527-class head and AudioSet's ids as labels (built once)."""
+    path = CACHE / "base_audioset_head.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        model = BEATs(BEATsConfig.base())
+        model.reset_classifier(527)
+        save_checkpoint(model, path, label_dict={c.index: c.id for c in audioset_classes()})
+    return path
+
+
+def recording(minutes: float) -> Path:
+    """``minutes`` of changing generated sounds, 16 kHz mono WAV (written once)."""
+    path = CACHE / f"recording_{minutes:g}min.wav"
+    if not path.exists():
+        import soundfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with soundfile.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as f:
+            for second in range(0, round(minutes * 60), 30):
+                seconds = min(30.0, minutes * 60 - second)
+                f.write(testkit.class_sound(second // 30 % 10, seconds, 16000, seed=second))
+    return path
+
+
+def timed(work):
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+def speed(args: argparse.Namespace, model_path: Path, audio: Path) -> None:
+    classifier = ClipClassifier(model_path, device="cpu")
+    extractor = BEATsFeatureExtractor(
+        classifier.model,
+        pooling="mean",
+        clip_seconds=CLIP_SECONDS,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
+    options = {
+        "clip_seconds": CLIP_SECONDS,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "num_workers": args.workers,
+        "progress": False,
+    }
+    out = Path(tempfile.mkdtemp(prefix="bench-detect-"))
+    extract_times, detect_times = [], []
+    try:
+        for repeat in range(args.repeats):
+            seconds, clips = timed(lambda: extractor.extract_from_file(audio))
+            extract_times.append(seconds)
+            print(
+                f"  extract, run {repeat + 1}: {seconds:.1f} s, {len(clips) / seconds:.2f} clips/s",
+                flush=True,
+            )
+            seconds, table = timed(lambda: detect_events(classifier, [audio], out / "audio", **options))
+            detect_times.append(seconds)
+            print(
+                f"  detect,  run {repeat + 1}: {seconds:.1f} s, {len(clips) / seconds:.2f} clips/s",
+                flush=True,
+            )
+        count = len(clips)
+        best_extract, best_detect = min(extract_times), min(detect_times)
+        print(
+            f"\n{count} clips of {CLIP_SECONDS:g} s ({args.minutes:g} min of audio), batch {args.batch_size}:\n"
+            f"  extract {count / best_extract:.2f} clips/s ({args.minutes * 60 / best_extract:.0f}x real time)\n"
+            f"  detect  {count / best_detect:.2f} clips/s ({args.minutes * 60 / best_detect:.0f}x real time), "
+            f"{len(table)} detections at or above 0.1\n"
+            f"  detect / extract speed: {best_extract / best_detect:.3f}",
+            flush=True,
+        )
+        if args.skip_store:
+            return
+        seconds, _ = timed(lambda: embed_into_store(extractor, [audio], out / "store", progress=False))
+        print(f"  store: embedded in {seconds:.1f} s", flush=True)
+        from_store = []
+        for _ in range(max(args.repeats, 3)):
+            seconds, stored = timed(
+                lambda: detect_events(
+                    model_path, embeddings=out / "store", out_dir=out / "store-out", device="cpu"
+                )
+            )
+            from_store.append(seconds)
+        print(
+            f"  detect from the store (loading the checkpoint, reading the store, writing the tables): "
+            f"{min(from_store):.2f} s, {count / min(from_store):.0f} clips/s "
+            f"({args.minutes * 60 / min(from_store):.0f}x real time); same table: {len(stored) == len(table)}",
+            flush=True,
+        )
+        head_seconds, _ = timed(lambda: classifier.classify(clips.features))
+        print(f"  the head alone on {count} pooled clips: {head_seconds * 1000:.1f} ms", flush=True)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- memory
+def memory_child(args: argparse.Namespace, model_path: Path, audio: Path) -> None:
+    """Runs in a fresh process; prints JSON with the peak RSS of a detection above the loaded model."""
+    classifier = ClipClassifier(model_path, device="cpu")
+    classifier.classify(np.zeros((1, 768), np.float32))
+    loaded = _current_rss()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident memory (VmHWM) to the current one
+    out = Path(tempfile.mkdtemp(prefix="bench-detect-memory-"))
+    try:
+        seconds, table = timed(
+            lambda: detect_events(
+                classifier,
+                [audio],
+                out,
+                clip_seconds=CLIP_SECONDS,
+                dtype=args.dtype,
+                batch_size=args.batch_size,
+                num_workers=args.workers,
+                progress=False,
+            )
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    peak = _peak_rss()
+    figures = {"model_mb": loaded / 2**20, "peak_above_model_mb": (peak - loaded) / 2**20, "seconds": seconds}
+    print(json.dumps({**figures, "detections": len(table)}))
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def memory(args: argparse.Namespace) -> None:
+    command = [
+        sys.executable,
+        __file__,
+        "--memory-child",
+        "--minutes",
+        str(args.minutes),
+        "--dtype",
+        args.dtype,
+    ]
+    command += ["--batch-size", str(args.batch_size)] + (
+        [] if args.workers is None else ["--workers", str(args.workers)]
+    )
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    print(
+        f"\nmemory (fresh process): model {figures['model_mb']:.0f} MB; detecting in {args.minutes:g} min of audio, "
+        f"batch {args.batch_size}: peak {figures['peak_above_model_mb']:.0f} MB above the model "
+        f"({figures['seconds']:.0f} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording (default 60)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: the extractor's)"
+    )
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--skip-store", action="store_true", help="do not measure detection from a store")
+    parser.add_argument("--skip-memory", action="store_true", help="do not measure memory")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    model_path, audio = checkpoint(), recording(args.minutes)
+    if args.memory_child:
+        memory_child(args, model_path, audio)
+        return
+    dtype = resolve_dtype(args.dtype, torch.device("cpu"))
+    print(
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, dtype {args.dtype} -> {str(dtype).removeprefix('torch.')}",
+        flush=True,
+    )
+    speed(args, model_path, audio)
+    if not args.skip_memory:
+        memory(args)
+
+
+if __name__ == "__main__":
+    main()
