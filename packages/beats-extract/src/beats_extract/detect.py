@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,11 @@ from beats_core.model import BEATs
 from beats_extract.classify import ClipClassifier
 from beats_extract.tables import LABEL_ID_COLUMN, DetectionOutputs, check_formats, empty_detections
 
+if TYPE_CHECKING:
+    from beats_extract.store import StoredEmbeddings
+
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_MIN_CONFIDENCE",
     "SILENCE_PEAK",
     "Detector",
@@ -58,6 +62,9 @@ __all__ = [
 #: The confidence a detection needs by default: BirdNET-Analyzer's default, so that tables compare.
 #: Detections are candidates to review, and a threshold can be raised on the table later but not lowered.
 DEFAULT_MIN_CONFIDENCE = 0.1
+#: Clips per forward pass by default: 10 s clips of the base model stay under 500 MB above the model
+#: in float32 on the CPU (16 take about 650 MB and run no faster there).
+DEFAULT_BATCH_SIZE = 8
 #: A clip whose largest absolute sample is below this (-80 dBFS) is silent.
 SILENCE_PEAK = 1e-4
 #: Decimals of a confidence in the tables (the threshold applies to what they show).
@@ -147,7 +154,7 @@ class Detector:
         merge: bool = False,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = "auto",
-        batch_size: int = 16,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         num_workers: int | None = None,
     ) -> None:
         if not (_number(min_confidence) and 0.0 <= min_confidence <= 1.0):
@@ -289,7 +296,7 @@ class Detector:
                 continue
             yield self._recording(result.path, clips.starts, clips.ends, clips.features, clips.peaks)  # type: ignore[union-attr, arg-type]
 
-    def stored_clip_rule(self, settings: dict[str, Any], source: str) -> ClipRule:
+    def stored_clip_rule(self, settings: Mapping[str, Any], source: str) -> ClipRule:
         """The clip rule of stored embeddings, checked against the clip settings asked for.
 
         Args:
@@ -324,7 +331,7 @@ class Detector:
         return ClipRule(seconds, overlap)
 
     def detect_stored(
-        self, stored: Any, source: str, recordings: Iterable[str] | None = None
+        self, stored: StoredEmbeddings, source: str, recordings: Iterable[str] | None = None
     ) -> Iterator[RecordingDetections]:
         """Detections from stored clip embeddings, yielded one recording at a time.
 
@@ -439,7 +446,7 @@ def detect_events(
     skip_existing: bool = False,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = "auto",
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
     progress: bool | None = None,
     on_recording: Callable[[RecordingDetections], None] | None = None,
@@ -493,8 +500,12 @@ def detect_events(
         from beats_extract.plots import require_matplotlib
 
         require_matplotlib()
-    if (embeddings is None) == (not inputs):
+    if embeddings is not None and inputs:
         raise ConfigError("give recordings (files, folders or .txt lists) or a store of embeddings, not both")
+    if embeddings is None and not inputs:
+        raise ConfigError(
+            "no recordings: give audio files, folders or .txt lists of paths, or a store of embeddings"
+        )
     if skip_existing and out_dir is None:
         raise ConfigError("skip_existing needs an output folder (out_dir)")
     detector = Detector(
@@ -512,7 +523,10 @@ def detect_events(
     )
     stored = None
     if embeddings is None:
-        recordings = list(dict.fromkeys(os.fspath(path) for path in find_audio_files(inputs)))
+        unique: dict[str, str] = {}  # a file named twice (a.wav, ./a.wav) is detected once
+        for path in find_audio_files(inputs):
+            unique.setdefault(os.path.abspath(path), os.fspath(path))
+        recordings = list(unique.values())
         rule = detector.clip_rule
     else:
         stored = read_store(embeddings)
