@@ -86,13 +86,15 @@ def recording(minutes: float) -> Path:
 
 
 def timed(work):
-    start = time.perf_counter()
+    """``(wall seconds, CPU seconds of this process, result)`` of ``work()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = work()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def speed(args: argparse.Namespace, model_path: Path, audio: Path) -> None:
     classifier = ClipClassifier(model_path, device="cpu")
+    classifier.fingerprint()  # computed once per classifier; not part of either side's work
     extractor = BEATsFeatureExtractor(
         classifier.model,
         pooling="mean",
@@ -109,42 +111,49 @@ def speed(args: argparse.Namespace, model_path: Path, audio: Path) -> None:
         "progress": False,
     }
     out = Path(tempfile.mkdtemp(prefix="bench-detect-"))
-    extract_times, detect_times = [], []
+    runs: dict[str, list[tuple[float, float]]] = {"extract": [], "detect": []}
+    work = {
+        "extract": lambda: extractor.extract_from_file(audio),
+        "detect": lambda: detect_events(classifier, [audio], out / "audio", **options),
+    }
+    results = {}
     try:
         for repeat in range(args.repeats):
-            seconds, clips = timed(lambda: extractor.extract_from_file(audio))
-            extract_times.append(seconds)
-            print(
-                f"  extract, run {repeat + 1}: {seconds:.1f} s, {len(clips) / seconds:.2f} clips/s",
-                flush=True,
-            )
-            seconds, table = timed(lambda: detect_events(classifier, [audio], out / "audio", **options))
-            detect_times.append(seconds)
-            print(
-                f"  detect,  run {repeat + 1}: {seconds:.1f} s, {len(clips) / seconds:.2f} clips/s",
-                flush=True,
-            )
+            for side in ("extract", "detect") if repeat % 2 == 0 else ("detect", "extract"):
+                wall, cpu, results[side] = timed(work[side])
+                runs[side].append((wall, cpu))
+                print(f"  {side:<7} run {repeat + 1}: {wall:.1f} s ({cpu:.1f} s of CPU)", flush=True)
+        clips, table = results["extract"], results["detect"]
         count = len(clips)
-        best_extract, best_detect = min(extract_times), min(detect_times)
+        extract_wall, detect_wall = (min(wall for wall, _ in runs[side]) for side in ("extract", "detect"))
+        extract_cpu, detect_cpu = (min(cpu for _, cpu in runs[side]) for side in ("extract", "detect"))
         print(
-            f"\n{count} clips of {CLIP_SECONDS:g} s ({args.minutes:g} min of audio), batch {args.batch_size}:\n"
-            f"  extract {count / best_extract:.2f} clips/s ({args.minutes * 60 / best_extract:.0f}x real time)\n"
-            f"  detect  {count / best_detect:.2f} clips/s ({args.minutes * 60 / best_detect:.0f}x real time), "
+            f"\n{count} clips of {CLIP_SECONDS:g} s ({args.minutes:g} min of audio), batch {args.batch_size}, "
+            f"best of {args.repeats}:\n"
+            f"  extract {count / extract_wall:.2f} clips/s ({args.minutes * 60 / extract_wall:.0f}x real time)\n"
+            f"  detect  {count / detect_wall:.2f} clips/s ({args.minutes * 60 / detect_wall:.0f}x real time), "
             f"{len(table)} detections at or above 0.1\n"
-            f"  detect / extract speed: {best_extract / best_detect:.3f}",
+            f"  detect / extract speed: {extract_wall / detect_wall:.3f} (wall time), "
+            f"{extract_cpu / detect_cpu:.3f} (CPU time)",
             flush=True,
         )
         if args.skip_store:
             return
-        store_speed(args, extractor, classifier, clips, out)
+        per_clip = store_speed(args, extractor, classifier, clips, out)
+        print(
+            f"  what detection adds to extraction (the head, the tables, the files; measured from the store): "
+            f"{per_clip * 1e3:.2f} ms per clip, so detect / extract = "
+            f"{extract_wall / (extract_wall + per_clip * count):.4f}",
+            flush=True,
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def store_speed(
     args: argparse.Namespace, extractor: BEATsFeatureExtractor, classifier: ClipClassifier, clips, out: Path
-) -> None:
-    """Detections from a store of ``--store-hours`` of clips (the recording's, under many names)."""
+) -> float:
+    """Detections from a store of ``--store-hours`` of clips (the recording's, under many names); seconds per clip."""
     store = out / "store"
     prepare_store(store, store_settings(extractor))
     copies = max(1, round(args.store_hours * 60 / args.minutes))
@@ -155,14 +164,12 @@ def store_speed(
             )
     finish_store(store)
     count = copies * len(clips)
-    times = []
-    for _ in range(3):
-        seconds, table = timed(
-            lambda: detect_events(classifier, embeddings=store, out_dir=out / "from-store")
-        )
-        times.append(seconds)
-    load, _ = timed(lambda: ClipClassifier(checkpoint(), device="cpu").fingerprint())
-    best = min(times)
+    times = [
+        timed(lambda: detect_events(classifier, embeddings=store, out_dir=out / "from-store"))
+        for _ in range(3)
+    ]
+    best, _, table = min(times, key=lambda run: run[0])
+    load, _, _ = timed(lambda: ClipClassifier(checkpoint(), device="cpu").fingerprint())
     print(
         f"  from a store of {count} clips ({copies * args.minutes / 60:g} h of audio): {best:.2f} s "
         f"(reading the store, classifying, {len(table)} detections written), {count / best:.0f} clips/s, "
@@ -170,6 +177,7 @@ def store_speed(
         f"its fingerprint once: {load:.1f} s",
         flush=True,
     )
+    return best / count
 
 
 # --------------------------------------------------------------------------- memory
@@ -182,7 +190,7 @@ def memory_child(args: argparse.Namespace, model_path: Path, audio: Path) -> Non
         f.write("5")  # reset the peak resident memory (VmHWM) to the current one
     out = Path(tempfile.mkdtemp(prefix="bench-detect-memory-"))
     try:
-        seconds, table = timed(
+        seconds, _, table = timed(
             lambda: detect_events(
                 classifier,
                 [audio],

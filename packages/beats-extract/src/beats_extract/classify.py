@@ -84,7 +84,7 @@ class ClipClassifier:
         clip_seconds: float | None = None,
     ) -> None:
         if isinstance(model, BEATs):
-            self.name = "the model"
+            self.name = "the model" if model.checkpoint_path is None else str(model.checkpoint_path)
             self.model = model
             if device != "auto":
                 self.model.to(resolve_device(device))

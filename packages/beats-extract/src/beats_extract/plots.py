@@ -59,9 +59,9 @@ def plot_detections(
 
     One row per label: the detected ones (the most confident first, at most
     :data:`MAX_PLOTTED_LABELS`), or, without any detection, the recording's
-    few most confident labels. Each clip is a cell from its start to the next clip's start
-    (the last one to its end), coloured by confidence from 0 to 1; silent clips (no detection)
-    are left grey.
+    few most confident labels. Each clip is a cell around its centre, reaching halfway to the
+    centres of its neighbours (the first from its start, the last to its end), coloured by
+    confidence from 0 to 1; silent clips (no detection) are left grey.
 
     Args:
         path: the PNG file to write.
@@ -95,7 +95,8 @@ def plot_detections(
         note = f"no detection at or above {min_confidence:g}; its most confident labels"
     if np.any(silent):
         note += "; grey: silent"
-    edges = np.append(np.asarray(starts, dtype=np.float64), ends[-1] if len(ends) else 0.0)
+    centres = (np.asarray(starts, dtype=np.float64) + np.asarray(ends, dtype=np.float64)) / 2
+    edges = np.concatenate([starts[:1], (centres[1:] + centres[:-1]) / 2, ends[-1:]]).astype(np.float64)
     figure = Figure(figsize=(10, 1.6 + 0.3 * len(rows)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(facecolor="0.85")
