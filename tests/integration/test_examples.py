@@ -411,3 +411,33 @@ def test_onnx_classify_runs_without_torch_and_gives_the_models_labels(reference_
         for index, label in labels.items():
             assert printed[name][label] == pytest.approx(float(expected[index]), abs=tolerance), (name, label)
         assert list(printed[name]) == sorted(printed[name], key=printed[name].get, reverse=True)  # ranked
+
+
+# ----------------------------------------------------------------------------- detect_events.py
+
+
+def test_detect_events_finds_the_planted_events_at_their_times(hub_env, tmp_path):
+    result = run_example("detect_events.py", ["--recording-seconds", "60"], hub_env, tmp_path)
+    output = tmp_path / "examples-output" / "detect_events"
+    detections = output / "detections"
+
+    planted = pd.read_csv(output / "planted_events.csv")
+    table = pd.read_csv(detections / "detections.csv")
+    assert len(planted) == 5 and list(table.columns) == ["path", "start", "end", "label", "confidence"]
+    assert set(table["label"]) <= {"birdsong", "siren", "engine"}  # the background class is left out
+    assert (table["confidence"] >= 0.5).all()
+    found = 0
+    for event in planted.itertuples():
+        hits = table[
+            (table["label"] == event.label) & (table["start"] < event.end) & (table["end"] > event.start)
+        ]
+        # at the right time: a merged event of 2 s clips, 1 s apart, reaches at most a clip beyond the sound
+        found += bool(((hits["start"] >= event.start - 2.0) & (hits["end"] <= event.end + 2.0)).any())
+    assert found >= 4, result.stdout
+    assert re.search(r"^found \d of 5 planted events; \d+ false alarm", result.stdout, re.MULTILINE)
+
+    recording = "recording.wav"
+    assert (detections / f"{recording}.selections.txt").read_text().startswith("Selection\tView\tChannel\t")
+    assert len((detections / f"{recording}.labels.txt").read_text().splitlines()) == len(table)
+    assert_png(detections / f"{recording}.png", min_width=900, min_height=150)
+    assert (output / "run" / "best_model.pt").is_file()

@@ -125,6 +125,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from beats_core.audioset import display_name, is_audioset_id
     from beats_core.summary import summarize_checkpoint
 
     summary = summarize_checkpoint(args.checkpoint, revision=args.revision, cache_dir=args.cache_dir)
@@ -144,8 +145,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"parameters  {summary.num_parameters:,} ({summary.num_tensors} tensors)")
     labels = list(summary.labels.items())
     shown = labels if args.all_labels else labels[:_LABELS_SHOWN]
+    width = max((len(label) for _, label in shown), default=0) + 2
     for i, (index, label) in enumerate(shown):
-        print(f"{'labels' if i == 0 else '':<12}{index:<5}{label}")
+        shown_as = f"{label:<{width}}{display_name(label)}" if is_audioset_id(label) else label  # id and name
+        print(f"{'labels' if i == 0 else '':<12}{index:<5}{shown_as}")
     if len(shown) < len(labels):
         print(f"{'':<12}... {len(labels) - len(shown)} more (--all-labels shows them)")
     if args.config:

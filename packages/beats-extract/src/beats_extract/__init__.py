@@ -3,6 +3,8 @@
 :class:`BEATsFeatureExtractor` turns audio files and arrays into embeddings (one vector
 per clip, or one per time step with timestamps), with pluggable poolings, layer
 selection and bounded memory for long recordings; :class:`FeatureIndex` searches them;
+:func:`detect_events` turns a fine-tuned checkpoint's clip predictions over long recordings
+into tables of detections (:class:`ClipClassifier` classifies clips and whole files);
 :mod:`beats_extract.hear` follows the HEAR benchmark API; :func:`export_onnx` writes a model as one
 ONNX graph that :class:`OnnxModel` runs with onnxruntime alone. The public API is importable
 from the package root; names are resolved lazily so that ``import beats_extract`` stays cheap.
@@ -16,6 +18,8 @@ from beats_core.lazy import lazy_exports
 from beats_extract.__about__ import __version__
 
 if TYPE_CHECKING:
+    from beats_extract.classify import ClipClassifier
+    from beats_extract.detect import Detector, RecordingDetections, detect_events, merge_events
     from beats_extract.export import export_onnx, quantize_onnx
     from beats_extract.extractor import (
         BEATsFeatureExtractor,
@@ -49,6 +53,11 @@ _LAZY = {
     "quantize_onnx": ".export",
     "OnnxModel": ".onnx_model",
     "OnnxMetadata": ".onnx_model",
+    "ClipClassifier": ".classify",
+    "Detector": ".detect",
+    "RecordingDetections": ".detect",
+    "detect_events": ".detect",
+    "merge_events": ".detect",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -74,12 +74,15 @@ class ClipFeatures:
         ends: float64 ``(n,)``, where each clip ends.
         features: float32 ``(n, *feature_shape)``; with ``pooling=None`` a list of
             :class:`FrameEmbeddings` (timestamps in the recording's time).
+        peaks: float32 ``(n,)``, the largest absolute sample of each clip as the model received
+            it (0 for digital silence), or ``None`` where not known.
     """
 
     paths: list[str]
     starts: np.ndarray
     ends: np.ndarray
     features: np.ndarray | list[FrameEmbeddings]
+    peaks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -102,11 +105,13 @@ class ClipFeatures:
             features = np.concatenate([part.features for part in parts]).astype(np.float32, copy=False)
         else:
             features = np.zeros((0, *feature_shape), dtype=np.float32)
+        known = parts and all(part.peaks is not None for part in parts)
         return cls(
             paths=[path for part in parts for path in part.paths],
             starts=np.concatenate([part.starts for part in parts]) if parts else np.zeros(0),
             ends=np.concatenate([part.ends for part in parts]) if parts else np.zeros(0),
             features=features,
+            peaks=np.concatenate([part.peaks for part in parts]) if known else None,  # type: ignore[misc]
         )
 
 
@@ -608,10 +613,12 @@ class BEATsFeatureExtractor:
                 waveforms = batch.waveforms  # (R, N), padded to the longest row of the unit
                 if len(chunk) < waveforms.shape[0] or longest < waveforms.shape[1]:  # type: ignore[union-attr]
                     waveforms = waveforms[chunk, :longest]  # type: ignore[index]
-                for row, (value, weight) in zip(rows, self.runner.run(waveforms, rows), strict=True):
+                peaks = waveforms.abs().amax(dim=1).tolist()  # type: ignore[union-attr]
+                outputs = self.runner.run(waveforms, rows)  # type: ignore[arg-type]
+                for row, (value, weight), peak in zip(rows, outputs, peaks, strict=True):
                     if weight >= 0:
                         recording = recordings.setdefault(row.index, _Recording(self))
-                        recording.add(row.clip_number, row.clip, value, weight)
+                        recording.add(row.clip_number, row.clip, value, weight, peak)
             for index in batch.finished:
                 if index in errors:
                     yield index, None, errors.pop(index), 0.0
@@ -632,14 +639,15 @@ class _Recording:
     def __init__(self, extractor: BEATsFeatureExtractor) -> None:
         self.extractor = extractor
         self.clips: dict[int, tuple[Clip, PooledAccumulator | FrameAccumulator]] = {}
+        self.peaks: dict[int, float] = {}
 
     @property
     def seconds(self) -> float:
         """The duration of the audio it held (the end of its last clip)."""
         return max(clip.stop for clip, _ in self.clips.values()) / SAMPLE_RATE
 
-    def add(self, number: int, clip: Clip, value: np.ndarray, weight: int) -> None:
-        """Add what one row gave to its clip (a clip cut short by the data keeps its shortest extent)."""
+    def add(self, number: int, clip: Clip, value: np.ndarray, weight: int, peak: float) -> None:
+        """Add what one row gave to its clip (a clip cut short by the data keeps its shortest extent), and its peak."""
         if number in self.clips:
             known, accumulator = self.clips[number]
             clip = clip if clip.stop < known.stop else known
@@ -648,6 +656,7 @@ class _Recording:
         else:
             accumulator = FrameAccumulator(clip.start_seconds, self.extractor.cutting.patch_size)
         self.clips[number] = (clip, accumulator)
+        self.peaks[number] = max(peak, self.peaks.get(number, 0.0))
         accumulator.add(value, weight)
 
     def result(self) -> Features:
@@ -664,6 +673,7 @@ class _Recording:
             starts=np.array([clip.start_seconds for clip, _ in ordered]),
             ends=np.array([clip.end_seconds for clip, _ in ordered]),
             features=features,
+            peaks=np.array([self.peaks[number] for number in sorted(self.clips)], dtype=np.float32),
         )
 
 

@@ -1,7 +1,8 @@
 """beats-extract's own plugin, registered through the ``beats`` entry point.
 
-It registers the built-in poolings and the ``beats extract`` and ``beats search``
-commands. Imports are deferred so that starting the ``beats`` command stays fast.
+It registers the built-in poolings and the ``beats extract``, ``beats search``, ``beats export``,
+``beats detect`` and ``beats predict`` commands. Imports are deferred so that starting the ``beats`` command
+stays fast.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ def beats_poolings() -> Mapping[str, Callable[..., Any]]:
     return BUILTIN_POOLINGS
 
 
-@hookimpl
+@hookimpl(
+    tryfirst=True
+)  # listed last by the `beats` parser, so `predict` defers to one another package added
 def beats_cli_commands(subparsers: SubParsers) -> None:
-    """Add ``beats extract``, ``beats search`` and ``beats export``."""
+    """Add ``beats extract``, ``beats search``, ``beats export``, ``beats detect`` and ``beats predict``."""
+    from beats_extract import detect_cli
     from beats_extract.cli import add_commands
     from beats_extract.export_cli import add_export_command
 
     add_commands(subparsers)
     add_export_command(subparsers)
+    detect_cli.add_commands(subparsers)
