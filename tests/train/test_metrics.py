@@ -80,3 +80,10 @@ def test_report_lists_every_class_and_the_averages():
     assert "dog" in report and "rooster" in report and "accuracy" in report and "0.6667" in report
     multi = format_classification_report(multilabel_metrics(np.eye(2), np.eye(2) * 0.9, ["a", "b"]))
     assert "map" in multi and "ap" in multi.splitlines()[0]
+
+
+def test_report_shows_audioset_ids_by_their_names():
+    metrics = classification_metrics(np.array([0, 1]), _scores([0, 1], 2), ["/m/09x0r", "owl"])
+    report = format_classification_report(metrics)
+    assert "Speech" in report and "/m/09x0r" not in report and "owl" in report
+    assert list(metrics["per_class"]) == ["/m/09x0r", "owl"]  # the metrics keep the ids

@@ -342,7 +342,11 @@ class ClipClassifier:
     def _prediction_table(
         self, names: list[str], probabilities: np.ndarray, delimiter: str, threshold: float
     ) -> pd.DataFrame:
-        """One row per file from its probabilities (a row of NaN for a file that could not be decoded)."""
+        """One row per file from its probabilities (a row of NaN for a file that could not be decoded).
+
+        Text columns are ``object`` columns: pandas' string columns refuse file and class names
+        that are not valid UTF-8 (surrogate escapes), which are kept as they are.
+        """
         chosen: list[list[int]] = []
         for row in probabilities:
             if np.isnan(row).any():
@@ -353,8 +357,10 @@ class ClipClassifier:
                 chosen.append([int(np.argmax(row))])
         table = pd.DataFrame(
             {
-                "filename": names,
-                "label": [delimiter.join(self.names[k] for k in picked) for picked in chosen],
+                "filename": pd.Series(names, dtype=object),
+                "label": pd.Series(
+                    [delimiter.join(self.names[k] for k in picked) for picked in chosen], dtype=object
+                ),
                 "probability": probabilities.max(axis=1),
             }
         )

@@ -24,8 +24,6 @@ _NAMED = 10
 def add_commands(subparsers: SubParsers) -> None:
     """Add ``detect`` and ``predict`` to the ``beats`` parser.
 
-    ``predict`` is left to a package that added its own first (an older beats-train).
-
     Args:
         subparsers: the ``beats`` parser's sub-parsers object.
     """
@@ -103,18 +101,15 @@ def add_commands(subparsers: SubParsers) -> None:
     )
     detect.set_defaults(func=run_detect)
 
-    try:
-        predict = subparsers.add_parser(
-            "predict",
-            help="classify audio files with a fine-tuned checkpoint, one row per file",
-            description=(
-                "Classify audio files with a fine-tuned checkpoint: one row per file with the label, its "
-                "probability and the probability of every class. A long file is cut into windows of the "
-                "checkpoint's clip length whose logits are averaged."
-            ),
-        )
-    except argparse.ArgumentError:  # another installed package already has a `predict`
-        return
+    predict = subparsers.add_parser(
+        "predict",
+        help="classify audio files with a fine-tuned checkpoint, one row per file",
+        description=(
+            "Classify audio files with a fine-tuned checkpoint: one row per file with the label, its "
+            "probability and the probability of every class. A long file is cut into windows of the "
+            "checkpoint's clip length whose logits are averaged."
+        ),
+    )
     predict.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
     )
@@ -279,9 +274,18 @@ def run_predict(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, table.to_csv(index=False))
         print(f"{len(table)} predictions written to {args.output}")
     else:
-        print(table[["filename", "label", "probability"]].to_string(index=False))
+        _print_names(table[["filename", "label", "probability"]].to_string(index=False))
     sys.stdout.flush()
     return 0 if table["probability"].notna().any() else 1
+
+
+def _print_names(text: str) -> None:
+    """Print text holding file names; names that are not UTF-8 come out as their own bytes."""
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a strict UTF-8 terminal and a surrogate-escaped name
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode(sys.stdout.encoding, "surrogateescape") + b"\n")
 
 
 @dataclass(frozen=True)

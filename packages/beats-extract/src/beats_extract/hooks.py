@@ -21,9 +21,7 @@ def beats_poolings() -> Mapping[str, Callable[..., Any]]:
     return BUILTIN_POOLINGS
 
 
-@hookimpl(
-    tryfirst=True
-)  # listed last by the `beats` parser, so `predict` defers to one another package added
+@hookimpl
 def beats_cli_commands(subparsers: SubParsers) -> None:
     """Add ``beats extract``, ``beats search``, ``beats export``, ``beats detect`` and ``beats predict``."""
     from beats_extract import detect_cli

@@ -1,4 +1,4 @@
-"""``beats train``, ``beats evaluate`` and ``beats predict``.
+"""``beats train`` and ``beats evaluate`` (``beats predict`` comes with beats-extract).
 
 Each wraps a public method of :class:`~beats_train.trainer.BEATsTrainer`. Several processes:
 ``accelerate launch [options] -m beats_train DATA ...`` takes the same arguments as
@@ -15,11 +15,11 @@ from typing import Any
 
 from beats_core.hookspecs import SubParsers
 
-__all__ = ["add_commands", "add_train_arguments", "run_evaluate", "run_predict", "run_train"]
+__all__ = ["add_commands", "add_train_arguments", "run_evaluate", "run_train"]
 
 
 def add_commands(subparsers: SubParsers) -> None:
-    """Add ``train``, ``evaluate`` and ``predict`` to the ``beats`` command.
+    """Add ``train`` and ``evaluate`` to the ``beats`` command.
 
     Args:
         subparsers: the ``beats`` parser's sub-parsers object.
@@ -46,7 +46,7 @@ def add_commands(subparsers: SubParsers) -> None:
     _add_data_argument(evaluate)
     evaluate.add_argument("--audio-column", default="filename", help="CSV column with the audio paths")
     evaluate.add_argument("--label-column", default="category", help="CSV column with the labels")
-    _add_batching_arguments(evaluate, "clips")
+    _add_batching_arguments(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument(
         "--output-dir",
@@ -57,27 +57,14 @@ def add_commands(subparsers: SubParsers) -> None:
     )
     evaluate.set_defaults(func=run_evaluate)
 
-    predict = subparsers.add_parser(
-        "predict",
-        help="classify audio files with a fine-tuned checkpoint",
-        description="Classify audio files with a fine-tuned checkpoint: the label and the probability of every class.",
-    )
-    predict.add_argument(
-        "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
-    )
-    predict.add_argument("files", nargs="+", metavar="FILE", help="audio files")
-    _add_batching_arguments(predict, "files")
-    predict.add_argument("-o", "--output", help="write the table to this CSV file instead of printing it")
-    predict.set_defaults(func=run_predict)
 
-
-def _add_batching_arguments(parser: argparse.ArgumentParser, items: str) -> None:
+def _add_batching_arguments(parser: argparse.ArgumentParser) -> None:
     """``--batch-size`` and ``--max-duration``; left out, DataConfig's defaults apply."""
     parser.add_argument("--batch-size", type=int, help="clips per batch (default: DataConfig's, 16)")
     parser.add_argument(
         "--max-duration",
         type=float,
-        help=f"window length in seconds for long {items} (default: DataConfig's, 10)",
+        help="window length in seconds for long clips (default: DataConfig's, 10)",
     )
 
 
@@ -334,32 +321,3 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.output_dir:
         print(f"reports written to {args.output_dir}", file=sys.stderr if args.json else sys.stdout)
     return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    """Run ``beats predict``: print (or write) a table of predictions.
-
-    Returns:
-        0 on success.
-    """
-    from beats_core.atomic import atomic_write_text
-    from beats_train.trainer import BEATsTrainer
-
-    trainer = BEATsTrainer.from_checkpoint(args.checkpoint, data_config=_data_config(args))
-    table = trainer.predict(args.files)
-    if args.output:
-        atomic_write_text(args.output, table.to_csv(index=False))
-        print(f"{len(table)} predictions written to {args.output}")
-    else:
-        _print_names(table[["filename", "label", "probability"]].to_string(index=False))
-    sys.stdout.flush()
-    return 0
-
-
-def _print_names(text: str) -> None:
-    """Print text holding file names; names that are not UTF-8 come out as their own bytes."""
-    try:
-        print(text)
-    except UnicodeEncodeError:  # a strict UTF-8 terminal and a surrogate-escaped name
-        sys.stdout.flush()
-        sys.stdout.buffer.write(text.encode(sys.stdout.encoding, "surrogateescape") + b"\n")

@@ -36,7 +36,6 @@ __all__ = [
     "build_loaders",
     "class_counts",
     "class_weights",
-    "files_frame",
     "load_frame",
     "load_labelled",
     "prepare_data",
@@ -456,8 +455,3 @@ def class_weights(targets: np.ndarray, num_classes: int) -> torch.Tensor:
     counts = counts.astype(float)
     weights = np.divide(len(targets), num_classes * counts, out=np.zeros(num_classes), where=counts > 0)
     return torch.as_tensor(weights, dtype=torch.float32)
-
-
-def files_frame(files: Sequence[str | Path]) -> pd.DataFrame:
-    """A frame of unlabelled clips (for prediction and extraction); names that are not UTF-8 are kept."""
-    return pd.DataFrame({FILENAME: [str(Path(f).expanduser()) for f in files]}, dtype=object)

@@ -1,8 +1,9 @@
 """Scoring a classifier: clip-level predictions of a loader, their metrics, and the predictions table.
 
 :func:`evaluate_model` serves a training run (every epoch's validation, the final test, on
-every process together), :func:`evaluate_frame` and :func:`predict_files` serve
-:class:`~beats_train.trainer.BEATsTrainer`'s ``evaluate`` and ``predict``. Inference runs without autograd inside the backbone's
+every process together), :func:`evaluate_frame` serves
+:class:`~beats_train.trainer.BEATsTrainer`'s ``evaluate`` (its ``predict`` is beats-extract's
+:class:`~beats_extract.ClipClassifier`). Inference runs without autograd inside the backbone's
 :meth:`~beats_core.BEATs.in_place_inference` (buffers reused: faster on the CPU) and in the
 run's mixed precision.
 """
@@ -10,9 +11,8 @@ run's mixed precision.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 from beats_data.frame import CATEGORY, FILENAME
 from beats_data.labels import LabelEncoder
 from beats_train.config import DataConfig
-from beats_train.data import build_dataset, build_loader, files_frame
+from beats_train.data import build_dataset, build_loader
 from beats_train.metrics import classification_metrics, multilabel_metrics
 from beats_train.model import BEATsClassifier
 from beats_train.precision import MixedPrecision
 
-__all__ = ["Evaluation", "evaluate_frame", "evaluate_model", "predict_files", "prediction_frame"]
+__all__ = ["Evaluation", "evaluate_frame", "evaluate_model", "prediction_frame"]
 
 
 @dataclass
@@ -199,46 +199,3 @@ def evaluate_frame(
         multi_label=model.multi_label,
         progress=progress,
     )
-
-
-def predict_files(
-    model: BEATsClassifier,
-    labels: LabelEncoder,
-    files: Sequence[str | Path],
-    config: DataConfig,
-    *,
-    batch_size: int,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Classify audio files: one row per file, in order, as :meth:`BEATsTrainer.predict` describes.
-
-    Args:
-        model: the fine-tuned classifier.
-        labels: its label mapping.
-        files: audio file paths.
-        config: decoding settings (``max_duration`` windows, ``num_workers``).
-        batch_size: clips per batch.
-        progress: show a progress bar.
-
-    Returns:
-        The :func:`prediction_frame` of every file; a file that cannot be decoded gets an
-        empty label and NaN probabilities.
-    """
-    frame = files_frame(files)
-    loader = build_loader(build_dataset(frame, None, config, train=False), batch_size, config, shuffle=False)
-    evaluation = evaluate_model(
-        model,
-        loader,
-        targets=None,
-        labels=list(labels.labels),
-        multi_label=model.multi_label,
-        progress=progress,
-    )
-    decoded = prediction_frame(
-        frame.iloc[evaluation.indices], evaluation.logits, labels, multi_label=model.multi_label
-    )
-    decoded.index = evaluation.indices
-    result = decoded.reindex(range(len(frame)))
-    result[FILENAME] = frame[FILENAME]
-    result["label"] = result["label"].fillna("")
-    return result.reset_index(drop=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from beats_core.audioset import display_name
+
 __all__ = [
     "average_precision",
     "classification_metrics",
@@ -162,15 +164,17 @@ def multilabel_metrics(
 def format_classification_report(metrics: dict[str, Any]) -> str:
     """A text table of per-class precision, recall, F1 and support, with the averages.
 
+    Classes whose labels are AudioSet ids (``/m/09x0r``) are shown by their names (``Speech``).
+
     Args:
         metrics: the output of :func:`classification_metrics` or :func:`multilabel_metrics`.
 
     Returns:
         The report, one line per class (plus AP for multi-label), then the summary lines.
     """
-    per_class = metrics["per_class"]
+    per_class = {display_name(str(label)): values for label, values in metrics["per_class"].items()}
     multi = "map" in metrics
-    width = max([len(str(label)) for label in per_class] + [12])
+    width = max([len(label) for label in per_class] + [12])
     columns = ["precision", "recall", "f1", "support"] + (["ap"] if multi else [])
     lines = [f"{'':<{width}}  " + "  ".join(f"{c:>9}" for c in columns)]
     for label, values in per_class.items():

@@ -28,7 +28,7 @@ from beats_data.labels import LabelEncoder
 from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
 from beats_train.cross_validation import CrossValidationResults, check_cross_validation_folder, cross_validate
 from beats_train.data import PreparedData, load_labelled, prepare_data
-from beats_train.evaluation import evaluate_frame, predict_files, prediction_frame
+from beats_train.evaluation import evaluate_frame, prediction_frame
 from beats_train.loop import run_training
 from beats_train.model import BEATsClassifier
 from beats_train.processes import on_main_process, process_state
@@ -396,10 +396,10 @@ class BEATsTrainer:
         return metrics
 
     def predict(self, files: Sequence[str | Path] | str | Path) -> pd.DataFrame:
-        """Classify audio files with the fine-tuned model.
+        """Classify audio files with the fine-tuned model, as ``beats predict`` does with its checkpoint.
 
-        Long files are cut into windows of ``DataConfig.max_duration`` seconds whose
-        logits are averaged.
+        Long files are cut into windows of ``DataConfig.max_duration`` seconds whose logits are
+        averaged (:meth:`beats_extract.ClipClassifier.predict`, in float32).
 
         Args:
             files: audio file paths (any format beats-core decodes).
@@ -409,15 +409,24 @@ class BEATsTrainer:
             multi-label model every class with probability >= 0.5, joined by the
             delimiter), ``probability``, and ``prob_<label>`` for every class (softmax, or
             independent sigmoids for a multi-label model). A file that cannot be decoded
-            gets an empty label and NaN probabilities (and a logged warning).
+            gets an empty label and NaN probabilities (and a warning naming it).
         """
-        model, labels = self._require_model(), self._labels()
-        return predict_files(
-            model,
-            labels,
+        from beats_extract.classify import ClipClassifier
+
+        model = self._require_model()
+        model.eval()
+        classifier = ClipClassifier(
+            model.backbone,
+            multi_label=model.multi_label,
+            layer_weights=model.checkpoint_extras()["layer_weights"],
+            clip_seconds=self.data_config.max_duration,
+        )
+        return classifier.predict(
             [files] if isinstance(files, str | Path) else files,
-            self.data_config,
+            dtype=None,
             batch_size=self.batch_size,
+            num_workers=self.data_config.num_workers,
+            delimiter=self._labels().delimiter,
             progress=self.training_config.progress,
         )
 
