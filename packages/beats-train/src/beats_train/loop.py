@@ -29,7 +29,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from beats_core.atomic import atomic_write_text
-from beats_core.errors import ConfigError, TrainingError
+from beats_core.errors import TrainingError
 from beats_core.factory import create_model
 from beats_data.frame import CATEGORY
 from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
@@ -40,7 +40,7 @@ from beats_train.model import BEATsClassifier, build_classifier
 from beats_train.objective import TrainingObjective
 from beats_train.optim import build_optimizer, build_scheduler
 from beats_train.precision import MixedPrecision, resolve_mixed_precision
-from beats_train.probe import ProbeRun
+from beats_train.probe import ProbeRun, refuse_resuming
 from beats_train.processes import make_accelerator, on_main_process, process_state, training_device
 from beats_train.reports import write_run_inputs, write_run_reports
 from beats_train.results import TrainingResults
@@ -98,11 +98,7 @@ def run_training(
             stored embeddings.
     """
     if config.embeddings is not None:
-        if resume_from is not None or stop_after is not None:
-            raise ConfigError(
-                "a linear probe on stored embeddings (TrainingConfig.embeddings) takes seconds and is not resumed: "
-                "leave out resume_from / stop_after (--resume), and run it again with overwrite=True (--overwrite)"
-            )
+        refuse_resuming(config, resume_from, stop_after)
         return ProbeRun(data, data_config, config, overwrite=overwrite).run()
     run = TrainingRun(data, data_config, config, resume_from=resume_from, overwrite=overwrite)
     return run.run(stop_after=stop_after)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -54,12 +55,30 @@ from beats_train.state import EpochState
 from beats_train.stats import compute_fbank_stats
 from beats_train.stored import ClipEmbeddings, embed_dataset, store_extractor
 
-__all__ = ["ProbeRun"]
+__all__ = ["ProbeRun", "refuse_resuming"]
 
 logger = logging.getLogger(__name__)
 
 #: At most about this many learning-rate samples are kept per run (every step in short runs).
 _LEARNING_RATE_SAMPLES = 1000
+
+
+def refuse_resuming(config: TrainingConfig, resume_from: str | Path | None, stop_after: int | None) -> None:
+    """Stop a probe on stored embeddings that is asked to resume or to stop early: it takes seconds, run it again.
+
+    Args:
+        config: the training configuration.
+        resume_from: the run to continue, or None.
+        stop_after: the epochs to stop after, or None.
+
+    Raises:
+        ConfigError: :attr:`TrainingConfig.embeddings` is set and ``resume_from`` or ``stop_after`` is given.
+    """
+    if config.embeddings is not None and (resume_from is not None or stop_after is not None):
+        raise ConfigError(
+            "a linear probe on stored embeddings (TrainingConfig.embeddings) takes seconds and is not resumed: "
+            "leave out resume_from / stop_after (--resume), and run it again with overwrite=True (--overwrite)"
+        )
 
 
 class ProbeRun:

@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 
 from beats_core.audio import audio_info, load_audio
 from beats_core.audio_files import display_path
-from beats_core.clips import Clip, ClipRule
+from beats_core.clips import ClipRule
 from beats_core.errors import AudioDecodeError, StoreError
 from beats_core.geometry import SAMPLE_RATE
 from beats_core.model import BEATs
@@ -239,7 +239,7 @@ def embed_dataset(
     pending = [] if clips else [path for path in recordings if _key(display_path(path)) not in stored_before]
     failures: dict[str, str] = {}
     if pending:
-        _check_clips_of_new_recordings(pending, frame, extractor.clip_rule, windows, folder)
+        _check_clips_of_new_recordings(pending, frame, extractor, windows, folder)
         run = embed_into_store(extractor, pending, folder, progress=config.progress)
         failures = run.failures
         logger.info("embedded %d recordings into %s (%d rows)", run.embedded, folder, run.rows)
@@ -247,7 +247,8 @@ def embed_dataset(
         [path for path in completed_recordings(folder) if _key(path) in keys] if _is_store(folder) else []
     )
     shape = tuple(extractor.feature_shape)
-    stored = _StoredRows(read_store(folder, recordings=wanted) if wanted else None, math.prod(shape))
+    table = read_store(folder, recordings=wanted) if wanted else None
+    stored = _StoredRows(table, math.prod(shape), extractor.window_rule.clip_seconds)
     windows_of: list[list[int]] = []  # per row of the frame: the rows of its windows in the matrix
     to_cut: list[int] = []
     left_out: dict[str, str] = {}
@@ -296,7 +297,8 @@ def embed_dataset(
 class _StoredRows:
     """The rows of some recordings of a store (none for ``None``), found by recording and by clip bounds."""
 
-    def __init__(self, table: StoredEmbeddings | None, dim: int) -> None:
+    def __init__(self, table: StoredEmbeddings | None, dim: int, window_seconds: float | None) -> None:
+        self.window_seconds = window_seconds
         self.features = table.features if table is not None else np.zeros((0, dim), dtype=np.float32)
         self.starts = table.starts if table is not None else np.zeros(0)
         self.ends = table.ends if table is not None else np.zeros(0)
@@ -305,22 +307,24 @@ class _StoredRows:
             self.by_recording.setdefault(_key(path), []).append(row)
 
     def recording_rows(self, path: str, windows: ClipRule, folder: Path) -> list[int] | None:
-        """The rows of a whole recording, checked to be the windows training uses; None when it has none.
+        """The rows of a whole recording, checked to be the windows training uses, each embedded whole.
+
+        Returns:
+            Their row numbers; None when the store does not hold the recording.
 
         Raises:
-            StoreError: its rows are other clips than those windows.
+            StoreError: its rows are other clips than those windows, or were embedded in
+                several windows of the store's ``window_seconds``.
         """
         rows = self.by_recording.get(_key(display_path(path)))
         if not rows:
             return None
         stored = [(self.starts[row], self.ends[row]) for row in rows]
-        expected = windows.clips(round(stored[-1][1] * SAMPLE_RATE))
-        if not _same_clips(stored, expected, 0.0):
-            raise StoreError(_other_clips(folder, path, stored, windows))
+        _check_rows(folder, path, stored, windows, self.window_seconds)
         return rows
 
     def clip_rows(self, path: str, start: float, end: float, windows: ClipRule) -> list[int] | None:
-        """The rows that are the windows of the clip ``start``-``end`` of a recording; None if one is missing."""
+        """The rows that are the windows of the clip ``start``-``end`` of a recording (each embedded whole); None if one is missing."""
         rows = self.by_recording.get(_key(display_path(path)), [])
         found = []
         for clip in windows.clips(round((end - start) * SAMPLE_RATE)):
@@ -329,6 +333,7 @@ class _StoredRows:
                 for row in rows
                 if math.isclose(self.starts[row], start + clip.start_seconds, abs_tol=SAME_ROW_SECONDS)
                 and math.isclose(self.ends[row], start + clip.end_seconds, abs_tol=SAME_ROW_SECONDS)
+                and _whole(self.ends[row] - self.starts[row], self.window_seconds)
             ]
             if not matches:
                 return None
@@ -336,12 +341,35 @@ class _StoredRows:
         return found
 
 
-def _same_clips(stored: Sequence[tuple[float, float]], expected: Sequence[Clip], offset: float) -> bool:
-    return len(stored) == len(expected) and all(
-        math.isclose(start, offset + clip.start_seconds, abs_tol=SAME_ROW_SECONDS)
-        and math.isclose(end, offset + clip.end_seconds, abs_tol=SAME_ROW_SECONDS)
+def _check_rows(
+    folder: Path,
+    path: str,
+    stored: Sequence[tuple[float, float]],
+    windows: ClipRule,
+    window_seconds: float | None,
+) -> None:
+    """Refuse a recording whose rows are not the windows training uses, or were not each embedded whole."""
+    expected = windows.clips(round(stored[-1][1] * SAMPLE_RATE))
+    same = len(stored) == len(expected) and all(
+        math.isclose(start, clip.start_seconds, abs_tol=SAME_ROW_SECONDS)
+        and math.isclose(end, clip.end_seconds, abs_tol=SAME_ROW_SECONDS)
         for (start, end), clip in zip(stored, expected, strict=True)
     )
+    if not same:
+        raise StoreError(_other_clips(folder, path, stored, windows))
+    longest = max(end - start for start, end in stored)
+    if not _whole(longest, window_seconds):
+        raise StoreError(
+            f"the store {str(folder)!r} (TrainingConfig.embeddings) embeds clips of {display_path(path)!r} as long as "
+            f"{longest:g} s in windows of {window_seconds:g} s (its window_seconds), and training runs the encoder on "
+            f"each clip whole: set DataConfig.max_duration (--max-duration) to at most {window_seconds:g} s, or give "
+            "--embeddings a new folder (the run makes a store of whole clips there)"
+        )
+
+
+def _whole(seconds: float, window_seconds: float | None) -> bool:
+    """Whether a clip of ``seconds`` is embedded in one window of ``window_seconds`` (None: always)."""
+    return window_seconds is None or round(seconds * SAMPLE_RATE) <= round(window_seconds * SAMPLE_RATE)
 
 
 def _key(path: str) -> str:
@@ -378,8 +406,7 @@ def _cut_out(
         dtype=extractor.dtype,
         batch_size=extractor.batch_size,
         num_workers=0,
-        window_seconds=extractor.window_rule.clip_seconds,
-        hop_seconds=extractor.settings()["hop_seconds"],
+        window_seconds=None,
         **_clip_options(windows),
     )
     rows: list[np.ndarray] = []
@@ -448,18 +475,11 @@ def _check_store(
             f"dtype={settings.get('dtype')!r} (this run computes in {dtype}: mixed_precision="
             f"{config.mixed_precision!r})"
         )
-    window, clip = settings.get("window_seconds"), settings.get("clip_seconds")
-    if window is not None and (clip is None or round(window * SAMPLE_RATE) < round(clip * SAMPLE_RATE)):
-        problems.append(
-            f"window_seconds={window!r} with clip_seconds={clip!r} (clips longer than a window were embedded in "
-            "windows, and training runs the encoder on each clip whole)"
-        )
     if problems:
         raise StoreError(
             f"the store {str(folder)!r} (TrainingConfig.embeddings) holds other embeddings than this run trains on: "
             f"{'; '.join(problems)}. Give --embeddings a new folder (the run makes a store there), or embed into "
-            "one with `beats extract ... --pooling mean --layer -1 --dtype float32 --window-seconds W` with W at "
-            "least the clip length"
+            "one with `beats extract RECORDINGS -o STORE --pooling mean --layer -1 --dtype float32`"
         )
 
 
@@ -495,17 +515,19 @@ def _other_clips(folder: Path, path: str, stored: Sequence[tuple[float, float]],
             f"{windows.hop_samples / SAMPLE_RATE:g} s)"
         )
     return (
-        f"the store {str(folder)!r} (TrainingConfig.embeddings) holds {display_path(path)!r} in the clips {shown} s, "
+        f"the store {str(folder)!r} (TrainingConfig.embeddings) cuts {display_path(path)!r} into the clips {shown} s, "
         f"and training reads it {wanted}: set DataConfig.max_duration (--max-duration) to the store's clip "
         "length, or give --embeddings a new folder (the run makes a store of the right clips there)"
     )
 
 
 def _check_clips_of_new_recordings(
-    pending: list[str], frame: pd.DataFrame, rule: ClipRule, windows: ClipRule, folder: Path
+    pending: list[str], frame: pd.DataFrame, extractor: BEATsFeatureExtractor, windows: ClipRule, folder: Path
 ) -> None:
-    """Before embedding: refuse recordings that the store's clip rule would cut otherwise than training does."""
-    if (rule.clip_samples, rule.hop_samples) == (windows.clip_samples, windows.hop_samples):
+    """Before embedding: refuse recordings the store would cut otherwise than training does, or not embed whole."""
+    rule, window_seconds = extractor.clip_rule, extractor.window_rule.clip_seconds
+    same_rule = (rule.clip_samples, rule.hop_samples) == (windows.clip_samples, windows.hop_samples)
+    if same_rule and windows.clip_seconds is not None and _whole(windows.clip_seconds, window_seconds):
         return
     durations = dict(zip(frame[FILENAME], frame["duration"], strict=True)) if "duration" in frame else {}
     for path in pending:
@@ -515,7 +537,8 @@ def _check_clips_of_new_recordings(
                 seconds = audio_info(path).duration
             except AudioDecodeError:
                 continue  # reported when it is embedded
-        samples = round(float(seconds) * SAMPLE_RATE)
-        stored = [(clip.start_seconds, clip.end_seconds) for clip in rule.clips(samples)]
-        if not _same_clips(stored, windows.clips(samples), 0.0):
-            raise StoreError(_other_clips(folder, path, stored, windows))
+        clips = rule.clips(round(float(seconds) * SAMPLE_RATE))
+        if clips:
+            _check_rows(
+                folder, path, [(c.start_seconds, c.end_seconds) for c in clips], windows, window_seconds
+            )
