@@ -202,3 +202,21 @@ def test_a_folder_that_is_not_writable_fails_before_anything_is_decoded(
         target = tmp_path / "locked" / "store"
     with pytest.raises(StoreError, match="cannot write to store"):
         embed_into_store(_extractor(tiny_checkpoint), recordings, target, progress=False)
+
+
+def test_reading_some_recordings_gives_their_rows_of_the_whole_store(tiny_checkpoint, recordings, tmp_path):
+    extractor = _extractor(tiny_checkpoint)
+    folder = tmp_path / "store"
+    for share in (recordings[:3], recordings[3:]):  # two runs, two parts of three recordings each
+        embed_into_store(extractor, share, folder, progress=False)
+    whole = read_store(folder)
+    names = list(dict.fromkeys(whole.paths))
+    wanted = [names[1], names[4], "not/in/the/store.wav"]  # the middle recording of each part
+    some = read_store(folder, recordings=wanted)
+    keep = np.array([path in wanted for path in whole.paths])
+    assert some.paths == [path for path in whole.paths if path in wanted] and 0 < len(some) < len(whole)
+    np.testing.assert_array_equal(some.features, whole.features[keep])
+    np.testing.assert_array_equal(some.starts, whole.starts[keep])
+    np.testing.assert_array_equal(some.ends, whole.ends[keep])
+    assert some.metadata == whole.metadata
+    assert len(read_store(folder, recordings=[])) == 0

@@ -34,7 +34,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,14 +328,20 @@ def finish_store(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return summary
 
 
-def read_store(folder: str | os.PathLike[str]) -> StoredEmbeddings:
-    """Read every row of a store: one float32 matrix, the paths, starts, ends and the manifest.
+def read_store(
+    folder: str | os.PathLike[str], *, recordings: Collection[str] | None = None
+) -> StoredEmbeddings:
+    """Read the rows of a store: one float32 matrix, the paths, starts, ends and the manifest.
 
     The matrix is allocated once from the parts' row counts and each part's embeddings are
-    copied into it straight from the Arrow buffer: one copy of the data, never two.
+    copied into it straight from the Arrow buffer: one copy of the data, never two. With
+    ``recordings``, only the parts that hold one of them are read, and only their rows are kept
+    (a few labelled recordings of a large archive cost what they hold, not what the store holds).
 
     Args:
         folder: the store.
+        recordings: read only the rows of these recordings (paths as the store holds them, see
+            :func:`completed_recordings`); ``None`` reads every row.
 
     Returns:
         The :class:`StoredEmbeddings`, in part order (each recording's rows together, in time order).
@@ -348,7 +354,14 @@ def read_store(folder: str | os.PathLike[str]) -> StoredEmbeddings:
     folder = Path(folder)
     manifest = _read_manifest(folder)
     parts = sorted(folder.glob("part-*.parquet"))
-    counts = [_part_rows(pq, part) for part in parts]
+    # each part's recordings with the range of their rows (a part holds them one after the other)
+    wanted = None if recordings is None else set(recordings)
+    listed = {part: _row_ranges(_part_recordings(pq, part), wanted) for part in parts}
+    if recordings is None:
+        counts = [_part_rows(pq, part) for part in parts]
+    else:
+        parts = [part for part in parts if listed[part]]
+        counts = [sum(stop - start for _, start, stop in listed[part]) for part in parts]
     shape = manifest["settings"].get("feature_shape") or [0]
     features = np.empty((sum(counts), int(np.prod(shape))), dtype=np.float32)
     starts = np.empty(sum(counts))
@@ -360,13 +373,15 @@ def read_store(folder: str | os.PathLike[str]) -> StoredEmbeddings:
             table = pq.read_table(part, columns=["start", "end", "embedding"])
         except (OSError, pa.ArrowException) as e:
             raise StoreError(f"part {str(part)!r} of store {str(folder)!r} cannot be read: {e}") from e
+        if recordings is not None:
+            table = table.take(np.concatenate([np.arange(start, stop) for _, start, stop in listed[part]]))
         embedding = table.column("embedding").combine_chunks()
         values = embedding.values.to_numpy(zero_copy_only=False)
         features[row : row + count] = values.reshape(count, -1)
         starts[row : row + count] = table.column("start").to_numpy()
         ends[row : row + count] = table.column("end").to_numpy()
-        for path, rows in _part_recordings(pq, part):
-            paths.extend([path] * rows)
+        for path, start, stop in listed[part]:
+            paths.extend([path] * (stop - start))
         row += count
     return StoredEmbeddings(features, paths, starts, ends, manifest)
 
@@ -413,6 +428,16 @@ def _part_recordings(pq: Any, part: Path) -> Iterable[tuple[str, int]]:
             f"part {str(part)!r} is damaged or was not written by beats ({e}); delete it to extract its "
             "recordings again"
         ) from e
+
+
+def _row_ranges(listed: Iterable[tuple[str, int]], wanted: set[str] | None) -> list[tuple[str, int, int]]:
+    """``(path, first row, row after the last)`` of a part's recordings, of those ``wanted`` (all for None)."""
+    ranges, start = [], 0
+    for path, rows in listed:
+        if wanted is None or path in wanted:
+            ranges.append((path, start, start + rows))
+        start += rows
+    return ranges
 
 
 def _part_rows(pq: Any, part: Path) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from beats_core.hookspecs import SubParsers
 
-__all__ = ["add_commands", "add_train_arguments", "run_evaluate", "run_train"]
+__all__ = ["add_commands", "add_train_arguments", "hits_table_columns", "run_evaluate", "run_train"]
 
 
 def add_commands(subparsers: SubParsers) -> None:
@@ -135,6 +135,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto (default): bf16 where the GPU or CPU computes it natively, else no",
     )
     parser.add_argument("--freeze-backbone", action="store_true", help="train the head only (linear probe)")
+    parser.add_argument(
+        "--embeddings",
+        metavar="STORE",
+        help="with --freeze-backbone: embed every clip once into this store of embeddings (a folder; clips it "
+        "holds are reused) and train the head on the stored embeddings, in seconds",
+    )
+    parser.add_argument(
+        "--start-column",
+        help="CSV column of where each clip starts in its recording, in seconds (with --end-column; a hits table "
+        "of `beats search -o hits.csv` is recognised without them)",
+    )
+    parser.add_argument("--end-column", help="CSV column of where each clip ends, in seconds")
     parser.add_argument("--patience", type=int, help="epochs without improvement before stopping")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--tracker", help="experiment tracker (tensorboard, wandb, mlflow, ...)")
@@ -175,9 +187,14 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
             if is_csv
             else {"data_dir": args.data, "metadata_file": None}
         )
+        columns = (args.audio_column, args.label_column, args.start_column, args.end_column)
+        if is_csv and all(column is None for column in columns):
+            data.update(hits_table_columns(Path(args.data)))
     flags = {
         "audio_column": args.audio_column,
         "label_column": args.label_column,
+        "start_column": args.start_column,
+        "end_column": args.end_column,
         "label_delimiter": args.label_delimiter,
         "test_fold": args.test_fold,
         "val_fold": args.val_fold,
@@ -206,6 +223,8 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         training["multi_label"] = True
     if args.freeze_backbone:
         training["freeze_backbone"] = True
+    if args.embeddings is not None:
+        training["embeddings"] = args.embeddings
     if args.no_progress:
         training["progress"] = False
     training_config = training_config.replace(**training)
@@ -214,6 +233,28 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
             "no data: pass DATA (a folder, a .csv file or NAME:PATH) or a config file with a data section"
         )
     return data_config, training_config
+
+
+def hits_table_columns(path: Path) -> dict[str, str]:
+    """The columns of a hits table of ``beats search -o`` (``path``, ``start``, ``end``, ``label``), if ``path`` is one.
+
+    Args:
+        path: a CSV file.
+
+    Returns:
+        ``audio_column``, ``label_column``, ``start_column`` and ``end_column`` of a
+        :class:`~beats_train.config.DataConfig` for a hits table; empty for any other CSV
+        (one with a ``filename`` column, or without those columns) or one that cannot be read.
+    """
+    import pandas as pd
+
+    try:
+        header = set(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        return {}  # the loader reports it
+    if "filename" in header or not {"path", "start", "end", "label"} <= header:
+        return {}
+    return {"audio_column": "path", "label_column": "label", "start_column": "start", "end_column": "end"}
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -280,6 +321,13 @@ def run_train(args: argparse.Namespace) -> int:
             shown = [f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "map") if key in metrics]
             if shown:
                 print(f"{split}: " + ", ".join(shown))
+        if results.embeddings is not None:
+            stored = results.embeddings
+            print(
+                f"embeddings from {stored['store']}: {stored['recordings_reused']} recordings reused, "
+                f"{stored['recordings_embedded']} embedded, {stored['clips_cut_from_audio']} clips cut from their "
+                f"audio ({stored['seconds']:.1f} s)"
+            )
         print(f"run folder: {results.paths['output_dir']}")
         print(f"model: {results.paths['best_model']}")
     return 0

@@ -147,6 +147,11 @@ class DataConfig(_Checked):
         audio_column: the column of the CSV / DataFrame holding the audio paths.
         label_column: the column holding the labels.
         label_delimiter: the separator of several labels of one clip (multi-label data).
+        start_column: the column of the CSV / DataFrame holding where each clip starts in its
+            recording, in seconds (with :attr:`end_column`): the rows are then clips of longer
+            recordings, e.g. the hits of ``beats search -o hits.csv``. Clips are trained from
+            stored embeddings (:attr:`TrainingConfig.embeddings`); ``None``: each row is a whole file.
+        end_column: the column holding where each clip ends, in seconds.
         train_split: share of the clips used for training.
         val_split: share used for validation (model selection and early stopping).
         test_split: share used for the final test; the three must sum to 1.
@@ -175,6 +180,8 @@ class DataConfig(_Checked):
     audio_column: str = "filename"
     label_column: str = "category"
     label_delimiter: str = ","
+    start_column: str | None = None
+    end_column: str | None = None
     train_split: float = 0.8
     val_split: float = 0.1
     test_split: float = 0.1
@@ -225,6 +232,16 @@ class DataConfig(_Checked):
             _fail(name, "val_fold", self.val_fold, "must differ from test_fold")
         if not self.label_delimiter:
             _fail(name, "label_delimiter", self.label_delimiter, "must not be empty")
+        if (self.start_column is None) != (self.end_column is None):
+            given, missing = ("start_column", "end_column")[:: 1 if self.end_column is None else -1]
+            _fail(name, given, getattr(self, given), f"needs {missing} too: clips are given by both")
+        if self.start_column is not None and self.start_column == self.end_column:
+            _fail(name, "end_column", self.end_column, "must differ from start_column")
+
+    @property
+    def clips(self) -> bool:
+        """Whether the rows are clips of recordings (:attr:`start_column` and :attr:`end_column` are set)."""
+        return self.start_column is not None
 
 
 # ---------------------------------------------------------------------------
@@ -324,6 +341,15 @@ class TrainingConfig(_Checked):
             mode without gradients.
         unfreeze_after: with :attr:`freeze_backbone`, train the whole model from this
             epoch on (the encoder's learning rate is 0 until then).
+        embeddings: a store of embeddings (a folder, :mod:`beats_extract.store`) to train a
+            linear probe on, in seconds: with :attr:`freeze_backbone`, every training,
+            validation and test clip is embedded into it once by the frozen encoder (clips it
+            holds already, made by the same encoder with the same settings, are reused), and
+            the head (with the layer weights of :attr:`weighted_layer_sum`) trains on the
+            stored embeddings instead of running the encoder in every epoch
+            (:mod:`beats_train.probe`). What a store cannot hold is refused: augmentation,
+            :attr:`head_dropout` and :attr:`unfreeze_after`. ``None``: the encoder runs on
+            every clip in every epoch.
         weighted_layer_sum: classify a learnable softmax-weighted sum of every layer's
             output instead of the last layer's. The weights are stored in the checkpoint's
             cfg (key ``beats_train``), which beats-train reads; the official code and
@@ -374,6 +400,7 @@ class TrainingConfig(_Checked):
     head_dropout: float = 0.0
     freeze_backbone: bool = False
     unfreeze_after: int | None = None
+    embeddings: str | None = None
     weighted_layer_sum: bool = False
     label_smoothing: float = 0.0
     class_balance: str = "none"
@@ -477,6 +504,8 @@ class TrainingConfig(_Checked):
             if not self.freeze_backbone:
                 _fail(name, "unfreeze_after", self.unfreeze_after, "needs freeze_backbone=True")
             _at_least(name, "unfreeze_after", self.unfreeze_after, 1)
+        if self.embeddings is not None:
+            self._check_embeddings()
         _choice(name, "class_balance", self.class_balance, CLASS_BALANCE)
         if self.fbank_mean is not None and not math.isfinite(self.fbank_mean):
             _fail(name, "fbank_mean", self.fbank_mean, "must be a finite number")
@@ -493,6 +522,50 @@ class TrainingConfig(_Checked):
             _fail(name, "output_dir", self.output_dir, "must be a folder")
         if self.tracker is not None and not self.tracker.strip():
             _fail(name, "tracker", self.tracker, "must name a tracker (e.g. tensorboard) or be None")
+
+    def _check_embeddings(self) -> None:
+        """Refuse what stored embeddings cannot give: each names the setting, why, and what to do."""
+        name = "TrainingConfig"
+        if not str(self.embeddings).strip():
+            _fail(name, "embeddings", self.embeddings, "must be the folder of a store of embeddings, or None")
+        if not self.freeze_backbone:
+            _fail(
+                name,
+                "embeddings",
+                self.embeddings,
+                "needs freeze_backbone=True (--freeze-backbone): a store holds the embeddings of the frozen "
+                "encoder, to train the head on",
+            )
+        inexact, fixes = [], []
+        if self.unfreeze_after is not None:
+            inexact.append(
+                f"unfreeze_after={self.unfreeze_after} (an encoder that trains changes the embeddings a store holds)"
+            )
+            fixes.append("unfreeze_after=None")
+        augmentation = self.augmentation
+        if augmentation.active:
+            active = [
+                f"{key}={getattr(augmentation, key)!r}"
+                for key in ("time_masks", "freq_masks", "roll", "gain_db", "mixup")
+                if getattr(augmentation, key)
+            ]
+            inexact.append(
+                f"augmentation ({', '.join(active)}: it changes what the encoder hears in every epoch, and a store "
+                "holds one embedding per clip)"
+            )
+            fixes.append("no augmentation")
+        if self.head_dropout > 0:
+            inexact.append(
+                f"head_dropout={self.head_dropout} (it drops token features before the head, and a store holds "
+                "their mean)"
+            )
+            fixes.append("head_dropout=0")
+        if inexact:
+            raise ConfigError(
+                f"TrainingConfig.embeddings={self.embeddings!r} trains on stored embeddings, which cannot reproduce "
+                f"{'; '.join(inexact)}. Use {', '.join(fixes)}, or leave out embeddings to run the encoder on "
+                "every clip in every epoch"
+            )
 
     @property
     def monitored_metric(self) -> str:

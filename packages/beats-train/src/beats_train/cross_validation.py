@@ -22,6 +22,7 @@ from beats_core.atomic import atomic_write_text
 from beats_core.errors import ConfigError, DatasetError
 from beats_data.frame import CATEGORY, FILENAME, FOLD
 from beats_train.config import DataConfig, TrainingConfig
+from beats_train.data import CLIP_END, CLIP_START
 from beats_train.results import TrainingResults, plain_json
 from beats_train.run_folder import RunFolder, check_output_folder
 
@@ -134,9 +135,15 @@ def cross_validate(
     root = Path(training_config.output_dir)
     runs, rows = [], []
     for fold in chosen:
-        # the frame is loaded and validated: absolute paths in filename, labels in category
+        # the frame is loaded and validated: absolute paths in filename, labels in category, clips in clip_start/end
+        clips = {"start_column": CLIP_START, "end_column": CLIP_END} if data_config.clips else {}
         fold_data = data_config.replace(
-            test_fold=fold, val_fold=None, validate=False, audio_column=FILENAME, label_column=CATEGORY
+            test_fold=fold,
+            val_fold=None,
+            validate=False,
+            audio_column=FILENAME,
+            label_column=CATEGORY,
+            **clips,
         )
         results = train(fold_data, training_config.replace(output_dir=str(root / f"fold-{fold}")))
         test = results.test_metrics or {}

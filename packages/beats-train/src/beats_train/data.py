@@ -28,6 +28,8 @@ from beats_data.validation import format_report, validate_dataset
 from beats_train.config import DataConfig, TrainingConfig
 
 __all__ = [
+    "CLIP_END",
+    "CLIP_START",
     "BalancedSampler",
     "PreparedData",
     "assign_splits",
@@ -39,6 +41,8 @@ __all__ = [
     "load_frame",
     "load_labelled",
     "prepare_data",
+    "refuse_clips",
+    "validate_clips",
     "validate_frame",
 ]
 
@@ -46,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 #: Validation errors about single files: those rows are left out, training goes on.
 _FILE_ERRORS = ("missing_file", "undecodable_file")
+#: Where a clip starts in its recording, in seconds (a table of clips, :attr:`DataConfig.start_column`).
+CLIP_START = "clip_start"
+#: Where it ends.
+CLIP_END = "clip_end"
 
 
 @dataclass
@@ -55,8 +63,8 @@ class PreparedData:
     Attributes:
         frame: every usable clip, one row each (index 0..n-1): absolute ``filename``,
             ``category``, ``split`` (``train``/``val``/``test``; absent when prepared with
-            ``split=False``), ``duration`` when known,
-            and the dataset's other columns.
+            ``split=False``), ``duration`` when known, :data:`CLIP_START` and
+            :data:`CLIP_END` for clips of recordings, and the dataset's other columns.
         labels: the label mapping, built from every split.
         report: the validation report, or ``None`` when validation was off.
     """
@@ -78,15 +86,19 @@ def load_frame(config: DataConfig, frame: pd.DataFrame | None = None) -> pd.Data
         frame: a DataFrame given directly; its ``audio_column`` / ``label_column`` are used
             and relative paths start at ``config.data_dir``.
 
+    With :attr:`~DataConfig.start_column` / :attr:`~DataConfig.end_column`, the rows are clips
+    of recordings: their bounds go to :data:`CLIP_START` / :data:`CLIP_END`.
+
     Returns:
         A new frame, index 0..n-1.
 
     Raises:
         ConfigError: neither data nor a place to find it is given.
-        DatasetError: the data cannot be read or lacks a column.
+        DatasetError: the data cannot be read or lacks a column, or a clip's bounds are not
+            seconds with its end after its start.
     """
     if frame is not None:
-        return _standard_frame(frame, config)
+        return _clip_bounds(_standard_frame(frame, config), config, "the dataset DataFrame")
     if config.metadata_file is not None:
         loaded = load_csv_dataset(
             config.metadata_file,
@@ -105,7 +117,30 @@ def load_frame(config: DataConfig, frame: pd.DataFrame | None = None) -> pd.Data
             "DataConfig needs data_dir (a folder with one sub-folder per class, or NAME:PATH such as "
             "esc50:/data/ESC-50-master) or metadata_file (a CSV), or give the trainer a DataFrame"
         )
-    return loaded.reset_index(drop=True)
+    return _clip_bounds(loaded.reset_index(drop=True), config, str(config.data_dir))
+
+
+def _clip_bounds(frame: pd.DataFrame, config: DataConfig, source: str) -> pd.DataFrame:
+    """Add :data:`CLIP_START` / :data:`CLIP_END` from the clip columns, checked: seconds, end after start."""
+    if not config.clips:
+        return frame
+    start_column, end_column = config.start_column, config.end_column
+    require_columns(
+        frame, [start_column, end_column], source, "Name them with start_column= and end_column=."
+    )
+    starts = pd.to_numeric(frame[start_column], errors="coerce").to_numpy(dtype=float)
+    ends = pd.to_numeric(frame[end_column], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(starts) & np.isfinite(ends) & (starts >= 0) & (ends > starts))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10].tolist()
+        shown = ", ".join(f"{frame[start_column].iloc[r]!r}-{frame[end_column].iloc[r]!r}" for r in rows[:3])
+        raise DatasetError(
+            f"rows {rows} of {source} are not clips ({shown}): {start_column!r} and {end_column!r} must be seconds "
+            "from the beginning of the recording, the end after the start"
+        )
+    result = frame.copy()
+    result[CLIP_START], result[CLIP_END] = starts, ends
+    return result
 
 
 def load_labelled(data: pd.DataFrame | str | Path, config: DataConfig) -> pd.DataFrame:
@@ -200,6 +235,61 @@ def validate_frame(
     return usable.reset_index(drop=True), report
 
 
+def validate_clips(frame: pd.DataFrame, config: DataConfig, *, multi_label: bool = False) -> pd.DataFrame:
+    """Check a table of clips of recordings (:attr:`DataConfig.clips`) without decoding the recordings.
+
+    Its clips are read from a store of embeddings or cut out of their recordings when
+    they are embedded (:mod:`beats_train.stored`); here only what makes the table trainable
+    is checked: clips, two classes or more, two clips or more per class.
+
+    Args:
+        frame: the standard frame with :data:`CLIP_START` and :data:`CLIP_END`.
+        config: the data configuration (``label_delimiter``).
+        multi_label: count classes per label of multi-label strings.
+
+    Returns:
+        The frame with a ``duration`` column (each clip's length in seconds).
+
+    Raises:
+        DatasetError: no clips, fewer than two classes, or a class with fewer than two clips.
+    """
+    counts = class_counts(frame, multi_label=multi_label, delimiter=config.label_delimiter)
+    if len(frame) == 0:
+        raise DatasetError("the table of clips has no rows")
+    if len(counts) < 2:
+        raise DatasetError(
+            f"the clips have {len(counts)} class ({', '.join(counts)}); a classifier needs two or more: label "
+            "clips of another class too (e.g. hits that are not the sound)"
+        )
+    small = sorted(label for label, count in counts.items() if count < 2)
+    if small:
+        raise DatasetError(
+            f"classes {small} have fewer than 2 clips; label more clips of them or leave them out"
+        )
+    result = frame.copy()
+    result["duration"] = result[CLIP_END] - result[CLIP_START]
+    return result
+
+
+def refuse_clips(frame: pd.DataFrame, what: str) -> None:
+    """Stop when ``what`` would read whole files for rows that are clips of recordings.
+
+    Args:
+        frame: the standard frame.
+        what: what would read the files (``"training the whole model"``, ...), for the message.
+
+    Raises:
+        ConfigError: the rows are clips (:data:`CLIP_START` is a column).
+    """
+    if CLIP_START in frame.columns:
+        raise ConfigError(
+            f"{what} reads whole files, and the rows of this dataset are clips of recordings (DataConfig."
+            "start_column / end_column): train a linear probe on their embeddings instead, with "
+            "TrainingConfig(freeze_backbone=True, embeddings=STORE) (beats train --freeze-backbone --embeddings "
+            "STORE), or give one file per clip"
+        )
+
+
 def class_counts(frame: pd.DataFrame, *, multi_label: bool = False, delimiter: str = ",") -> dict[str, int]:
     """Clips per class (per label of the label strings in multi-label mode)."""
     if not multi_label:
@@ -274,6 +364,9 @@ def prepare_data(
 ) -> PreparedData:
     """Load, validate (if ``config.validate``), split and label a dataset.
 
+    Files are validated by decoding every one (:func:`validate_frame`); a table of clips of
+    recordings by its labels only (:func:`validate_clips`).
+
     Args:
         config: the data configuration.
         frame: a DataFrame to use instead of reading ``config.data_dir`` / ``metadata_file``.
@@ -290,7 +383,9 @@ def prepare_data(
     """
     loaded = load_frame(config, frame)
     report = None
-    if config.validate:
+    if config.validate and config.clips:
+        loaded = validate_clips(loaded, config, multi_label=multi_label)
+    elif config.validate:
         loaded, report = validate_frame(loaded, config, multi_label=multi_label, progress=progress)
     if split:
         loaded = assign_splits(loaded, config).reset_index(drop=True)

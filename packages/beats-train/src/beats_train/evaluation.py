@@ -24,12 +24,19 @@ from tqdm.auto import tqdm
 from beats_data.frame import CATEGORY, FILENAME
 from beats_data.labels import LabelEncoder
 from beats_train.config import DataConfig
-from beats_train.data import build_dataset, build_loader
+from beats_train.data import build_dataset, build_loader, refuse_clips
 from beats_train.metrics import classification_metrics, multilabel_metrics
 from beats_train.model import BEATsClassifier
 from beats_train.precision import MixedPrecision
 
-__all__ = ["Evaluation", "evaluate_frame", "evaluate_model", "prediction_frame"]
+__all__ = [
+    "Evaluation",
+    "clip_evaluation",
+    "evaluate_frame",
+    "evaluate_model",
+    "prediction_frame",
+    "score_logits",
+]
 
 
 @dataclass
@@ -100,18 +107,53 @@ def evaluate_model(
     all_keys = np.concatenate([part[0] for part in parts])
     all_logits = np.concatenate([part[1] for part in parts])
     _, first = np.unique(all_keys, axis=0, return_index=True)  # drop repeated (row, window) items
-    all_keys, all_logits = all_keys[first], all_logits[first]
-    indices, inverse = np.unique(all_keys[:, 0], return_inverse=True)
-    summed = np.zeros((len(indices), all_logits.shape[1]), dtype=np.float64)
-    np.add.at(summed, inverse, all_logits)
+    return clip_evaluation(all_keys[first, 0], all_logits[first], targets, labels, multi_label)
+
+
+def clip_evaluation(
+    rows: np.ndarray,
+    window_logits: np.ndarray,
+    targets: np.ndarray | None,
+    labels: list[str],
+    multi_label: bool,
+) -> Evaluation:
+    """Average the logits of each clip's windows and score the clips.
+
+    Args:
+        rows: int (W,), the row of the split's frame each window belongs to.
+        window_logits: float (W, K), one row per window.
+        targets: the split's targets by row (int (N,) or multi-hot (N, K)), or None.
+        labels: the K class names.
+        multi_label: score with multi-label metrics.
+
+    Returns:
+        The :class:`Evaluation` of the rows that have windows.
+    """
+    indices, inverse = np.unique(np.asarray(rows), return_inverse=True)
+    summed = np.zeros((len(indices), window_logits.shape[1]), dtype=np.float64)
+    np.add.at(summed, inverse, window_logits)
     clip_logits = (summed / np.bincount(inverse, minlength=len(indices))[:, None]).astype(np.float32)
     metrics: dict[str, Any] = {}
     if targets is not None and len(indices):
-        metrics = _score(clip_logits, np.asarray(targets)[indices], labels, multi_label)
+        metrics = score_logits(clip_logits, np.asarray(targets)[indices], labels, multi_label)
     return Evaluation(indices=indices, logits=clip_logits, metrics=metrics)
 
 
-def _score(logits: np.ndarray, targets: np.ndarray, labels: list[str], multi_label: bool) -> dict[str, Any]:
+def score_logits(
+    logits: np.ndarray, targets: np.ndarray, labels: list[str], multi_label: bool
+) -> dict[str, Any]:
+    """The metrics of clip logits against their targets, with the loss.
+
+    Args:
+        logits: float32 (M, K).
+        targets: int (M,) class indices, or multi-hot (M, K).
+        labels: the K class names.
+        multi_label: sigmoid outputs, binary cross-entropy and the multi-label metrics; else
+            softmax, cross-entropy and the single-label metrics.
+
+    Returns:
+        :func:`~beats_train.metrics.classification_metrics` (or ``multilabel_metrics``) with ``loss``.
+    """
     tensor = torch.from_numpy(logits)
     if multi_label:
         metrics = multilabel_metrics(targets, torch.sigmoid(tensor).numpy(), labels)
@@ -186,7 +228,9 @@ def evaluate_frame(
 
     Raises:
         DatasetError: a label is not one of the model's classes.
+        ConfigError: the rows are clips of recordings (evaluation reads whole files).
     """
+    refuse_clips(frame, "evaluate")
     targets = labels.encode(frame[CATEGORY])
     loader = build_loader(
         build_dataset(frame, labels, config, train=False), batch_size, config, shuffle=False

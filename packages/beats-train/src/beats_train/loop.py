@@ -31,16 +31,18 @@ from tqdm.auto import tqdm
 from beats_core.atomic import atomic_write_text
 from beats_core.errors import TrainingError
 from beats_core.factory import create_model
-from beats_data.frame import CATEGORY, FILENAME, SPLIT
-from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size, save_config
-from beats_train.data import PreparedData, build_loaders, class_weights
+from beats_data.frame import CATEGORY
+from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
+from beats_train.data import PreparedData, build_loaders, class_weights, refuse_clips
 from beats_train.evaluation import Evaluation, evaluate_model
+from beats_train.log_lines import epoch_line, flat_hyperparameters, metrics_line, metrics_summary
 from beats_train.model import BEATsClassifier, build_classifier
 from beats_train.objective import TrainingObjective
 from beats_train.optim import build_optimizer, build_scheduler
 from beats_train.precision import MixedPrecision, resolve_mixed_precision
+from beats_train.probe import ProbeRun, refuse_resuming
 from beats_train.processes import make_accelerator, on_main_process, process_state, training_device
-from beats_train.reports import write_run_reports
+from beats_train.reports import write_run_inputs, write_run_reports
 from beats_train.results import TrainingResults
 from beats_train.run_folder import (
     BEST_MODEL_FILE,
@@ -48,7 +50,6 @@ from beats_train.run_folder import (
     METRICS_FILE,
     SPLITS_FILE,
     STATE_FILE,
-    VALIDATION_REPORT_FILE,
     RunFolder,
 )
 from beats_train.state import EpochState, RunState
@@ -85,12 +86,20 @@ def run_training(
             leaving the state to resume later (e.g. to fit a job's time limit).
         overwrite: replace an earlier run in ``config.output_dir``.
 
+    With :attr:`TrainingConfig.embeddings`, the head trains on stored embeddings instead
+    (:class:`~beats_train.probe.ProbeRun`: seconds, nothing to resume).
+
     Returns:
         ``(model with the best weights, results)``.
 
     Raises:
-        ConfigError, DatasetError, CheckpointError, TrainingError, DiskFullError: see the messages.
+        ConfigError, DatasetError, CheckpointError, TrainingError, DiskFullError, StoreError:
+            see the messages; ``resume_from`` and ``stop_after`` are refused for a probe on
+            stored embeddings.
     """
+    if config.embeddings is not None:
+        refuse_resuming(config, resume_from, stop_after)
+        return ProbeRun(data, data_config, config, overwrite=overwrite).run()
     run = TrainingRun(data, data_config, config, resume_from=resume_from, overwrite=overwrite)
     return run.run(stop_after=stop_after)
 
@@ -112,8 +121,9 @@ class TrainingRun:
 
     Raises:
         ConfigError: the run folder cannot be written or holds an earlier run (see
-            :meth:`~beats_train.run_folder.RunFolder.prepare`), or a setting does not fit
-            this machine.
+            :meth:`~beats_train.run_folder.RunFolder.prepare`), a setting does not fit
+            this machine, or the rows are clips of recordings (they train from stored
+            embeddings, :mod:`beats_train.probe`).
 
     Attributes:
         classifier: the model being trained (the best weights after :meth:`run`).
@@ -130,6 +140,7 @@ class TrainingRun:
         resume_from: str | Path | None = None,
         overwrite: bool = False,
     ) -> None:
+        refuse_clips(data.frame, "training with the encoder running in every epoch")
         self.data = data
         self.config = config
         self.folder = RunFolder(config.output_dir)
@@ -145,7 +156,7 @@ class TrainingRun:
         )
         set_seed(config.seed)  # the same on every process: the same initial model
         if self.is_main:
-            self._write_inputs(data_config)
+            write_run_inputs(self.folder, config, data_config, data)
         self.classifier = self._build_classifier(data_config)
         layerdrop = self.classifier.backbone.cfg.encoder_layerdrop > 0
         self.accelerator = make_accelerator(
@@ -187,15 +198,6 @@ class TrainingRun:
                 logger.info("resuming after epoch %d from %s", self.epochs.epoch, resume_from)
 
     # ------------------------------------------------------------------ set-up
-    def _write_inputs(self, data_config: DataConfig) -> None:
-        save_config(self.folder.file(CONFIG_FILE), self.config, data_config)
-        columns = [c for c in (FILENAME, CATEGORY, SPLIT, "fold", "duration") if c in self.data.frame]
-        atomic_write_text(self.folder.file(SPLITS_FILE), self.data.frame[columns].to_csv(index=False))
-        if self.data.report is not None:
-            from beats_data.validation import format_report
-
-            atomic_write_text(self.folder.file(VALIDATION_REPORT_FILE), format_report(self.data.report))
-
     def _build_classifier(self, data_config: DataConfig) -> BEATsClassifier:
         config = self.config
         with self.process.main_process_first():  # the main process downloads, the others read the cache
@@ -235,7 +237,7 @@ class TrainingRun:
         config = self.config
         if config.tracker is not None:
             self.accelerator.init_trackers(
-                self.folder.path.name or "beats", config=_flat_hyperparameters(config)
+                self.folder.path.name or "beats", config=flat_hyperparameters(config)
             )
         try:
             last = config.max_epochs if stop_after is None else min(stop_after, config.max_epochs)
@@ -268,7 +270,7 @@ class TrainingRun:
         row: dict[str, Any] = {"epoch": epoch + 1, **self._train_epoch(epoch, bar)}
         validation = self._evaluate("val", f"validation {epoch + 1}") if "val" in self.eval_loaders else None
         if validation is not None:
-            row.update({f"val_{key}": value for key, value in _summary(validation.metrics).items()})
+            row.update({f"val_{key}": value for key, value in metrics_summary(validation.metrics).items()})
         row["learning_rate"] = self.scheduler.get_last_lr()[-1]
         row["seconds"] = round(time.perf_counter() - started, 3)
         score = row.get(f"val_{self.monitor}", math.nan) if validation is not None else None
@@ -286,9 +288,7 @@ class TrainingRun:
         if self.is_main:
             frame = pd.DataFrame(self.epochs.history)
             atomic_write_text(self.folder.file(METRICS_FILE), frame.to_csv(index=False))
-            logger.info(
-                _epoch_line(row, config.max_epochs, self.monitor, improved and validation is not None)
-            )
+            logger.info(epoch_line(row, config.max_epochs, self.monitor, improved and validation is not None))
         # the finished bar stays on screen as the epoch's one-line summary
         bar.set_postfix(
             {key: f"{value:.4f}" for key, value in row.items() if key.startswith(("train_", "val_"))}
@@ -395,41 +395,5 @@ class TrainingRun:
             )
         self.accelerator.wait_for_everyone()
         if self.is_main and test is not None:
-            logger.info("test %s", _metrics_line(test.metrics))
+            logger.info("test %s", metrics_line(test.metrics))
         return results
-
-
-# ---------------------------------------------------------------------------
-# Log lines
-# ---------------------------------------------------------------------------
-
-
-def _summary(metrics: dict[str, Any]) -> dict[str, float]:
-    keys = ("loss", "accuracy", "macro_f1", "map", "micro_f1")
-    return {key: float(metrics[key]) for key in keys if key in metrics}
-
-
-def _epoch_line(row: dict[str, Any], max_epochs: int, monitor: str, best: bool) -> str:
-    parts = [f"epoch {row['epoch']}/{max_epochs}"]
-    parts += [f"{key} {value:.4f}" for key, value in row.items() if key.startswith(("train_", "val_"))]
-    parts.append(f"lr {row['learning_rate']:.2e}")
-    parts.append(f"{row['seconds']:.1f}s")
-    if best:
-        parts.append(f"best {monitor}")
-    return "  ".join(parts)
-
-
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    return "  ".join(f"{key} {value:.4f}" for key, value in _summary(metrics).items())
-
-
-def _flat_hyperparameters(config: TrainingConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.to_dict().items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        elif isinstance(value, list):
-            flat[key] = str(value)
-        else:
-            flat[key] = value
-    return {key: ("none" if value is None else value) for key, value in flat.items()}

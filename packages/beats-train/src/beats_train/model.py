@@ -111,6 +111,40 @@ class BEATsClassifier(nn.Module):
             features = sum(weight * state for weight, state in zip(weights, hidden, strict=True))
         return self.backbone.forward_head(features, token_mask)
 
+    def head_logits(self, embeddings: Tensor) -> Tensor:
+        """Class logits of clips from their mean-pooled hidden states, without running the encoder.
+
+        The head is linear, so applying it to every token and averaging the token logits (what
+        :meth:`forward` does, as the official fine-tuned models do) equals applying it to the mean
+        of the tokens: given the clips' embeddings as
+        :class:`~beats_extract.extractor.BEATsFeatureExtractor` computes them with
+        ``pooling="mean"``, this gives :meth:`forward`'s logits of the same clips (what a linear
+        probe on stored embeddings trains, :mod:`beats_train.probe`). Head dropout acts on the
+        tokens and has no counterpart here.
+
+        Args:
+            embeddings: float (B, C), the mean of the last layer's tokens (``layer=-1``); or
+                (B, L + 1, C), the mean of every hidden state's tokens (``layer="all"``), which
+                the layer weights mix (without them, the last one is taken).
+
+        Returns:
+            Float logits (B, K).
+
+        Raises:
+            ConfigError: ``(B, C)`` embeddings for a classifier with layer weights.
+        """
+        if embeddings.dim() == 2 and self.layer_weights is not None:
+            raise ConfigError(
+                f"this classifier mixes the {self.layer_weights.numel()} hidden states with its layer weights: give "
+                'the mean of each, (B, L + 1, C) (an extractor with layer="all")'
+            )
+        if embeddings.dim() == 3:
+            if self.layer_weights is None:
+                embeddings = embeddings[:, -1]
+            else:
+                embeddings = torch.einsum("l,blc->bc", torch.softmax(self.layer_weights, dim=0), embeddings)
+        return self.backbone.predictor(embeddings)
+
     def probabilities(self, logits: Tensor) -> Tensor:
         """Class probabilities from logits: softmax (single-label) or independent sigmoids (multi-label)."""
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)

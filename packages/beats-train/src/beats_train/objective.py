@@ -63,13 +63,25 @@ class TrainingObjective:
         with self.precision.autocast():
             logits = model(waveforms, mask)
         logits = logits.float()
+        return self.loss(logits, targets, soft), logits
+
+    def loss(self, logits: Tensor, targets: Tensor, soft: Tensor | None = None) -> Tensor:
+        """The loss of logits: cross-entropy, or binary cross-entropy (multi-label, mixed targets).
+
+        Args:
+            logits: float32 (B, K).
+            targets: int (B,) or multi-hot float (B, K).
+            soft: mixed float (B, K) targets (mixup), which take the place of ``targets``.
+
+        Returns:
+            The scalar loss (class-weighted and label-smoothed as configured).
+        """
         if soft is not None or self.multi_label:
             soft = soft if soft is not None else self._target_matrix(targets)
-            return F.binary_cross_entropy_with_logits(logits, soft, weight=self.class_weights), logits
-        loss = F.cross_entropy(
+            return F.binary_cross_entropy_with_logits(logits, soft, weight=self.class_weights)
+        return F.cross_entropy(
             logits, targets, weight=self.class_weights, label_smoothing=self.label_smoothing
         )
-        return loss, logits
 
     def _target_matrix(self, targets: Tensor) -> Tensor:
         """Smoothed float (B, K) targets for BCE: one-hot (single-label) or multi-hot."""

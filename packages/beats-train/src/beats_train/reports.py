@@ -1,4 +1,4 @@
-"""The files people read after a run or an evaluation: reports, plots, predictions, results.
+"""The files people read after a run or an evaluation: inputs, reports, plots, predictions, results.
 
 A training run writes the classification report, the confusion matrix and the per-clip
 predictions for its test split (its validation split without one), and ``beats evaluate
@@ -14,21 +14,47 @@ from pathlib import Path
 import pandas as pd
 
 from beats_core.atomic import atomic_write_text
+from beats_data.frame import CATEGORY, FILENAME, SPLIT
 from beats_data.labels import LabelEncoder
+from beats_data.validation import format_report
+from beats_train.config import DataConfig, TrainingConfig, save_config
+from beats_train.data import CLIP_END, CLIP_START, PreparedData
 from beats_train.evaluation import Evaluation, prediction_frame
 from beats_train.metrics import format_classification_report
 from beats_train.plots import plot_confusion_matrix, plot_training_curves
 from beats_train.results import TrainingResults, plain_json
 from beats_train.run_folder import (
+    CONFIG_FILE,
     CONFUSION_MATRIX_FILE,
     REPORT_FILE,
     RESULTS_FILE,
+    SPLITS_FILE,
     TRAINING_CURVES_FILE,
+    VALIDATION_REPORT_FILE,
     RunFolder,
     predictions_file,
 )
 
-__all__ = ["write_evaluation_reports", "write_results", "write_run_reports"]
+__all__ = ["write_evaluation_reports", "write_results", "write_run_inputs", "write_run_reports"]
+
+
+def write_run_inputs(
+    folder: RunFolder, config: TrainingConfig, data_config: DataConfig, data: PreparedData
+) -> None:
+    """Write what a run starts from: ``config.yaml``, ``splits.csv`` and the validation report (if any).
+
+    Args:
+        folder: the run folder.
+        config: the training configuration.
+        data_config: the data configuration.
+        data: the split data (every clip with its split; clips of recordings with their bounds).
+    """
+    save_config(folder.file(CONFIG_FILE), config, data_config)
+    columns = [FILENAME, CLIP_START, CLIP_END, CATEGORY, SPLIT, "fold", "duration"]
+    columns = [column for column in columns if column in data.frame]
+    atomic_write_text(folder.file(SPLITS_FILE), data.frame[columns].to_csv(index=False))
+    if data.report is not None:
+        atomic_write_text(folder.file(VALIDATION_REPORT_FILE), format_report(data.report))
 
 
 def write_evaluation_reports(

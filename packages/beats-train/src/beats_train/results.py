@@ -31,6 +31,10 @@ class TrainingResults:
         epochs: the epochs finished.
         mixed_precision: the precision the run trained in (``no``, ``bf16`` or ``fp16``;
             what ``auto`` chose on this hardware).
+        embeddings: for a linear probe on stored embeddings, what the store gave: ``store``,
+            ``recordings_reused``, ``recordings_embedded``, ``clips_cut_from_audio``,
+            ``clips_left_out`` and ``seconds`` (see :class:`~beats_train.stored.EmbeddingRun`);
+            None for a run of the encoder.
     """
 
     best_epoch: int
@@ -43,6 +47,7 @@ class TrainingResults:
     stopped_early: bool = False
     epochs: int = 0
     mixed_precision: str = "no"
+    embeddings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The results as plain data (JSON-serialisable); ``history`` as a list of rows."""
@@ -57,6 +62,7 @@ class TrainingResults:
             "stopped_early": self.stopped_early,
             "epochs": self.epochs,
             "mixed_precision": self.mixed_precision,
+            "embeddings": self.embeddings,
         }
 
 

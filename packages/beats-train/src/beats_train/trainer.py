@@ -31,6 +31,7 @@ from beats_train.data import PreparedData, load_labelled, prepare_data
 from beats_train.evaluation import evaluate_frame, prediction_frame
 from beats_train.loop import run_training
 from beats_train.model import BEATsClassifier
+from beats_train.probe import refuse_resuming
 from beats_train.processes import on_main_process, process_state
 from beats_train.reports import write_evaluation_reports
 from beats_train.results import TrainingResults
@@ -230,6 +231,11 @@ class BEATsTrainer:
         state, to resume), ``classification_report.txt``, ``confusion_matrix.png``,
         ``training_curves.png``, ``test_predictions.csv`` and ``results.json``.
 
+        With :attr:`TrainingConfig.embeddings` (and ``freeze_backbone``), the clips are
+        embedded once into that store and the head trains on the stored embeddings in
+        seconds (:mod:`beats_train.probe`): the same files but ``state.pt``; a table of clips
+        of recordings (``DataConfig.start_column``) trains only this way.
+
         Before a single file is decoded, the run folder is checked: it must be writable,
         and a folder that holds an earlier run (its ``best_model.pt``, ``state.pt``,
         ``metrics.csv`` or ``results.json``) is only continued (``resume_from``) or
@@ -254,7 +260,10 @@ class BEATsTrainer:
             CheckpointError: the starting model cannot be loaded.
             TrainingError: the loss diverged, or the state to resume does not fit.
             DiskFullError: the disk filled up (the last finished epoch's state is kept).
+            StoreError: the store of :attr:`TrainingConfig.embeddings` holds other embeddings
+                than this run trains on (the message names each difference).
         """
+        refuse_resuming(self.training_config, resume_from, stop_after)
         folder = RunFolder(self.training_config.output_dir)
 
         def check_and_prepare() -> PreparedData:
@@ -363,7 +372,9 @@ class BEATsTrainer:
 
         Raises:
             DatasetError: a label is not one of the model's classes, or the data cannot be read.
-            ConfigError: ``output_dir`` cannot be written, or holds reports and ``overwrite`` is False.
+            ConfigError: ``output_dir`` cannot be written, or holds reports and ``overwrite`` is
+                False; or the rows are clips of recordings (``DataConfig.start_column``):
+                evaluation reads whole files.
         """
         model, labels = self._require_model(), self._labels()
         if output_dir is not None:
