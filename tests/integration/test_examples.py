@@ -441,3 +441,29 @@ def test_detect_events_finds_the_planted_events_at_their_times(hub_env, tmp_path
     assert len((detections / f"{recording}.labels.txt").read_text().splitlines()) == len(table)
     assert_png(detections / f"{recording}.png", min_width=900, min_height=150)
     assert (output / "run" / "best_model.pt").is_file()
+
+
+# ----------------------------------------------------------------------------- agile_modelling.py
+
+
+def test_agile_modelling_finds_the_sound_of_one_example_across_the_archive(hub_env, tmp_path):
+    result = run_example("agile_modelling.py", [], hub_env, tmp_path)
+    output = tmp_path / "examples-output" / "agile_modelling"
+
+    hits = pd.read_csv(output / "hits.csv")
+    assert len(hits) == 40 and set(hits["label"]) == {"birdsong", "other"}
+    assert list(hits.columns[:5]) == ["path", "start", "end", "score", "label"]
+    # the probe embedded nothing: every labelled clip is a row of the store
+    assert "5 recordings reused, 0 embedded, 0 clips cut from their audio" in result.stdout
+    assert "no validation set: the last epoch" in result.stdout
+    detections = pd.read_csv(output / "detections" / "detections.csv")
+    assert set(detections["label"]) == {"birdsong"} and (detections["confidence"] >= 0.5).all()
+
+    planted = pd.read_csv(output / "planted_events.csv")
+    birdsong = planted[planted["label"] == "birdsong"]
+    positives = set(zip(birdsong["path"], birdsong["clip_start"], strict=True))
+    detected = set(zip(detections["path"], detections["start"], strict=True))
+    precision, recall = number_after(result.stdout, "precision"), number_after(result.stdout, "recall")
+    assert precision == pytest.approx(len(detected & positives) / len(detected), abs=1e-3)
+    assert recall == pytest.approx(len(detected & positives) / len(positives), abs=1e-3)
+    assert precision >= 0.4 and recall >= 0.5  # birdsong is in 18 of 120 clips: chance precision 0.15

@@ -313,9 +313,14 @@ def run_train(args: argparse.Namespace) -> int:
             raise
         raise DiskFullError(f"{e}; then continue the run with: {command}") from e
     if is_main:
+        selection = (
+            f"validation {results.monitor} {results.best_score:.4f}"
+            if results.val_metrics
+            else "no validation set: the last epoch"
+        )
         print(
-            f"best epoch {results.best_epoch} of {results.epochs} (validation {results.monitor} "
-            f"{results.best_score:.4f}; mixed precision {results.mixed_precision})"
+            f"best epoch {results.best_epoch} of {results.epochs} ({selection}; "
+            f"mixed precision {results.mixed_precision})"
         )
         for split, metrics in (("validation", results.val_metrics), ("test", results.test_metrics or {})):
             shown = [f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "map") if key in metrics]
