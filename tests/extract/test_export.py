@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import testkit
 import torch
 
-from beats_core import BEATs, BEATsConfig, create_model
+from beats_core import BEATs, BEATsConfig, create_model, save_checkpoint
 from beats_core.cli import main
 from beats_core.errors import (
     CheckpointError,
@@ -28,7 +29,8 @@ from beats_core.errors import (
     UnknownPoolingError,
 )
 from beats_core.geometry import num_time_steps
-from beats_extract import BEATsFeatureExtractor
+from beats_extract import BEATsFeatureExtractor, detect_events
+from beats_extract.classify import OnnxClipClassifier, open_classifier
 from beats_extract.export import ExportedForward, export_onnx, quantize_onnx, time_steps_of_lengths
 from beats_extract.onnx_model import FORMAT_VERSION, OnnxModel
 from beats_extract.poolings import get_pooling
@@ -398,3 +400,106 @@ def test_the_extractor_refuses_what_an_export_cannot_give(pretrained_onnx, finet
     overlapping = BEATsFeatureExtractor(pretrained_onnx, window_seconds=2.0, hop_seconds=1.0, num_workers=0)
     with pytest.raises(ConfigError, match="follow each other"):
         overlapping.extract_from_array(np.zeros(16000 * 5, np.float32))
+
+
+# ----------------------------------------------------------------------------- detect and predict on an export
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory) -> Path:
+    """7.3 s of changing sounds at 22.05 kHz: 2 s clips sharing 0.5 s, the last one 1.3 s."""
+    pieces = [testkit.class_sound(k % 4, 1.5, 22050, seed=k) for k in range(5)]
+    signal = np.concatenate(pieces)[: round(7.3 * 22050)]
+    return testkit.write_audio(tmp_path_factory.mktemp("recording") / "site.flac", signal, 22050)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(reference_dir, tmp_path_factory) -> Path:
+    """The tiny fine-tuned model as beats-train saves a single-label model that mixes its layers."""
+    model = create_model(reference_dir / "tiny_finetuned.pt")
+    model.cfg.extra["beats_train"] = {
+        "multi_label": False,
+        "layer_weights": [0.2, 0.3, 0.5],
+        "max_duration": 2.0,
+    }
+    labels = {0: "owl", 1: "frog", 2: "wind", 3: "rain", 4: "engine"}
+    return save_checkpoint(model, tmp_path_factory.mktemp("trained") / "best_model.pt", label_dict=labels)
+
+
+def _confidences(table: pd.DataFrame) -> pd.DataFrame:
+    return table.pivot_table(index="start", columns="label", values="confidence").sort_index(axis=1)
+
+
+@pytest.mark.parametrize("which", ["official", "beats-train"])
+def test_detect_and_predict_on_an_export_give_the_checkpoints_outputs(
+    which, onnx_installed, reference_dir, trained_checkpoint, long_recording, tmp_path
+):
+    checkpoint = reference_dir / "tiny_finetuned.pt" if which == "official" else trained_checkpoint
+    graph = export_onnx(checkpoint, tmp_path / "classifier.onnx")
+    classifier = open_classifier(graph)
+    assert isinstance(classifier, OnnxClipClassifier)
+    assert OnnxModel(graph).metadata.activation == ("sigmoid" if which == "official" else "softmax")
+    assert classifier.clip_seconds == (
+        10.0 if which == "official" else 2.0
+    )  # the checkpoint's record travels
+
+    settings = {
+        "clip_seconds": 2.0,
+        "clip_overlap": 0.5,
+        "min_confidence": 0.0,
+        "num_workers": 0,
+        "progress": False,
+    }
+    from_checkpoint = detect_events(checkpoint, [long_recording], dtype="float32", **settings)
+    from_export = detect_events(graph, [long_recording], **settings)
+    assert len(from_export) == len(from_checkpoint) == 5 * len(set(from_checkpoint["label"]))
+    pd.testing.assert_frame_equal(_confidences(from_export), _confidences(from_checkpoint), atol=1e-4, rtol=0)
+
+    long_file = testkit.write_audio(tmp_path / "long.wav", testkit.class_sound(1, 12.5, 16000, seed=3), 16000)
+    files = [str(long_recording), str(long_file)]  # windows of the clip length, their logits averaged
+    expected = open_classifier(checkpoint).predict(files, clip_seconds=4.0, dtype="float32", num_workers=0)
+    got = classifier.predict(files, clip_seconds=4.0, num_workers=0)
+    probabilities = [c for c in expected.columns if c.startswith("prob_")]
+    assert list(got.columns) == list(expected.columns) and got["label"].tolist() == expected["label"].tolist()
+    np.testing.assert_allclose(got[probabilities].to_numpy(), expected[probabilities].to_numpy(), atol=1e-4)
+
+    out = tmp_path / "detections"
+    assert (
+        main(
+            [
+                "detect",
+                str(graph),
+                str(long_recording),
+                "-o",
+                str(out),
+                "--clip-seconds",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert set(pd.read_csv(out / "detections.csv")["label"]) <= set(from_checkpoint["label"])
+
+
+def test_an_export_classifies_audio_not_stores_and_embeddings_do_not_classify(
+    pretrained_onnx, finetuned_onnx, tmp_path, capsys
+):
+    with pytest.raises(ConfigError, match="export of a pre-trained model"):
+        open_classifier(pretrained_onnx)
+    audio = testkit.write_audio(tmp_path / "a.wav", testkit.class_sound(0, 3.0, 16000), 16000)
+    store = tmp_path / "store"
+    extract = [
+        "extract",
+        str(audio),
+        "-o",
+        str(store),
+        "--model",
+        str(pretrained_onnx),
+        "--clip-seconds",
+        "1",
+    ]
+    assert main([*extract, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(finetuned_onnx), "--embeddings", str(store), "-o", str(tmp_path / "out")]) == 1
+    assert "is an ONNX classifier: it classifies audio, not the embeddings in" in capsys.readouterr().err

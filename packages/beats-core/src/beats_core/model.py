@@ -563,7 +563,9 @@ class BEATs(nn.Module):
             tokens = self.post_extract_proj(tokens)
         return F.dropout(tokens, self.cfg.dropout_input, self.training)
 
-    def forward_features_aligned(self, source: Tensor, num_steps: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_features_aligned(
+        self, source: Tensor, num_steps: Tensor, hidden_states: list[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Per-token encoder output for a batch whose padding is given as each row's number of time steps.
 
         The tokens of a row's first ``num_steps`` time steps (all their frequency patches) are
@@ -577,6 +579,8 @@ class BEATs(nn.Module):
             num_steps: int (B,), the time steps of each row that are not padding, at least 1
                 (see :func:`beats_core.geometry.num_time_steps`); values past the batch's
                 number of steps keep every token.
+            hidden_states: if a list is given, the L + 1 hidden states of
+                :meth:`extract_hidden_states` are appended to it, each (B, P, C).
 
         Returns:
             ``(features, token_padding_mask)``: features (B, P, C) and the token mask (B, P)
@@ -591,7 +595,7 @@ class BEATs(nn.Module):
         tokens = self._embed_patches(fbank)
         step = torch.arange(tokens.shape[1], device=tokens.device) // self.num_frequency_patches
         token_mask = step.unsqueeze(0) >= num_steps.to(tokens.device).unsqueeze(1)
-        return self.encoder(tokens, token_mask), token_mask
+        return self.encoder(tokens, token_mask, hidden_states), token_mask
 
     def forward_features(
         self, source: Tensor, padding_mask: Tensor | None = None

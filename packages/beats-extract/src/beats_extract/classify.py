@@ -19,6 +19,10 @@ What the output is depends on the checkpoint:
 
 Labels that are AudioSet ids (``/m/09x0r``) are shown by their display names ("Speech",
 :mod:`beats_core.audioset`), with the ids kept in a ``label_id`` column.
+
+A classifier exported by ``beats export`` (an ``.onnx`` file) is an :class:`OnnxClipClassifier`:
+the graph gives each clip's probabilities itself, through onnxruntime; :func:`open_classifier`
+takes either.
 """
 
 from __future__ import annotations
@@ -43,8 +47,15 @@ from beats_core.factory import create_model, encoder_sha256
 from beats_core.geometry import SAMPLE_RATE
 from beats_core.model import BEATs
 from beats_extract.extractor import BEATsFeatureExtractor
+from beats_extract.onnx_model import OnnxModel
 
-__all__ = ["DEFAULT_CLIP_SECONDS", "TRAINING_EXTRAS_KEY", "ClipClassifier"]
+__all__ = [
+    "DEFAULT_CLIP_SECONDS",
+    "TRAINING_EXTRAS_KEY",
+    "ClipClassifier",
+    "OnnxClipClassifier",
+    "open_classifier",
+]
 
 #: The key of a checkpoint's cfg under which beats-train records what the official format cannot hold.
 TRAINING_EXTRAS_KEY = "beats_train"
@@ -403,3 +414,162 @@ class ClipClassifier:
             )
             return DEFAULT_CLIP_SECONDS
         raise ConfigError(f"clip_seconds must be a positive number of seconds, got {seconds!r}")
+
+
+class OnnxClipClassifier(ClipClassifier):
+    """A fine-tuned model exported by ``beats export`` (``.onnx``), run by onnxruntime on the CPU.
+
+    The graph gives each clip the checkpoint's probabilities itself (its layer mix and its
+    sigmoid or softmax, recorded in the file's metadata), so :meth:`classify` takes the rows of a
+    :meth:`feature_extractor` as they are. :meth:`predict` averages the windows' logits as the
+    checkpoint's classifier does, recovering them from the probabilities (exact but for
+    probabilities that float32 rounds to 0 or 1).
+
+    Args:
+        path: the ``.onnx`` file.
+        clip_seconds: the clip length; default: the one the checkpoint recorded, else
+            :data:`DEFAULT_CLIP_SECONDS`.
+
+    Raises:
+        MissingDependencyError: onnxruntime is not installed.
+        CheckpointError: the file cannot be loaded or was not exported by beats.
+        ConfigError: the file is an export of a pre-trained model (embeddings, no classes).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clip_seconds: float | None = None) -> None:
+        self.name = os.fspath(path)
+        self.graph = OnnxModel(path)
+        meta = self.graph.metadata
+        if meta.kind != "probabilities":
+            raise ConfigError(
+                f"{self.name!r} is an export of a pre-trained model (embeddings), which cannot say which sound a "
+                "clip holds; export a fine-tuned checkpoint (`beats export best_model.pt -o classifier.onnx`), "
+                "or use this file with `beats extract`"
+            )
+        extras = meta.cfg.get(TRAINING_EXTRAS_KEY)
+        extras = extras if isinstance(extras, Mapping) else {}
+        self.model = None
+        self.multi_label = meta.activation == "sigmoid"
+        self.layer_weights = None
+        self.clip_seconds = self._clip_seconds(
+            extras.get("max_duration") if clip_seconds is None else clip_seconds, clip_seconds is None
+        )
+        self.labels = list(meta.labels) if meta.labels else [str(k) for k in range(meta.output_dim)]
+        self.names = display_names(self.labels)
+        self.label_ids = self.labels if any(is_audioset_id(label) for label in self.labels) else None
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one clip's row of the graph: ``(K,)`` probabilities."""
+        return (self.num_classes,)
+
+    @functools.cached_property
+    def encoder_fingerprint(self) -> str:
+        """The SHA-256 of the ONNX file (its encoder is inside it, in its own precision)."""
+        from beats_core.download import file_sha256
+
+        return file_sha256(self.graph.path)
+
+    def fingerprint(self) -> str:
+        """The SHA-256 of the ONNX file and the labels shown."""
+        return hashlib.sha256(f"{self.encoder_fingerprint}{self.labels!r}".encode()).hexdigest()
+
+    def feature_extractor(
+        self,
+        *,
+        clip_seconds: float | None,
+        clip_overlap: float = 0.0,
+        dtype: str | torch.dtype | None = "auto",
+        batch_size: int = 16,
+        num_workers: int | None = None,
+    ) -> BEATsFeatureExtractor:
+        """An extractor on the graph that gives each clip's probabilities, each clip run whole and alone.
+
+        Args:
+            clip_seconds: the clip length (the one clip rule); ``None``: each recording one clip.
+            clip_overlap: seconds shared by consecutive clips.
+            dtype: unused: the graph runs in the precision it was exported in.
+            batch_size: clips per run of the graph.
+            num_workers: decoding processes (default: the extractor's).
+
+        Returns:
+            The extractor.
+        """
+        return BEATsFeatureExtractor(
+            self.graph,
+            pooling="mean",
+            batch_size=batch_size,
+            num_workers=num_workers,
+            window_seconds=None,
+            clip_seconds=clip_seconds,
+            clip_overlap=clip_overlap,
+        )
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Logits that give the graph's probabilities again (sigmoid: log-odds; softmax: log-probabilities).
+
+        Args:
+            features: float ``(n, K)`` probabilities of the graph.
+
+        Returns:
+            float32 ``(n, K)``.
+        """
+        probabilities = self.classify(features).astype(np.float64)
+        tiny = float(np.finfo(np.float32).tiny)
+        if self.multi_label:
+            clipped = np.clip(probabilities, tiny, 1.0 - float(np.finfo(np.float32).epsneg))
+            return (np.log(clipped) - np.log1p(-clipped)).astype(np.float32)
+        return np.log(np.maximum(probabilities, tiny)).astype(np.float32)
+
+    def classify(self, features: np.ndarray) -> np.ndarray:
+        """The graph's probabilities for clips, as a :meth:`feature_extractor` gives them.
+
+        Args:
+            features: float ``(n, K)``.
+
+        Returns:
+            float32 ``(n, K)``.
+
+        Raises:
+            ConfigError: the rows are not ``K`` probabilities.
+        """
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.num_classes:
+            raise ConfigError(
+                f"{self.name!r} gives {self.num_classes} probabilities per clip, got rows of shape {features.shape[1:]}"
+            )
+        return features
+
+    def check_embeddings(self, settings: Mapping[str, Any], source: str) -> None:
+        """Refuse stored embeddings: the graph classifies audio, the head is inside it.
+
+        Raises:
+            StoreError: always; the message says what works.
+        """
+        raise StoreError(
+            f"{self.name!r} is an ONNX classifier: it classifies audio, not the embeddings in {source!r}. "
+            "Detect from the audio with it, or from the store with the checkpoint it was exported from"
+        )
+
+
+def open_classifier(
+    model: str | os.PathLike[str] | BEATs | ClipClassifier, *, device: str | torch.device = "auto"
+) -> ClipClassifier:
+    """The clip classifier of a fine-tuned model: a checkpoint (a file, a name, ``hf-hub:``), a ``BEATs`` or an ``.onnx`` export.
+
+    Args:
+        model: the model; a :class:`ClipClassifier` is returned as it is.
+        device: where a checkpoint runs (see :class:`ClipClassifier`); an ONNX file runs on the CPU.
+
+    Returns:
+        An :class:`OnnxClipClassifier` for an ``.onnx`` file, else a :class:`ClipClassifier`.
+
+    Raises:
+        ConfigError: the model has no classifier head.
+        CheckpointError: the model cannot be loaded.
+    """
+    if isinstance(model, ClipClassifier):
+        return model
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        return OnnxClipClassifier(model)
+    return ClipClassifier(model, device=device)

@@ -42,7 +42,7 @@ from beats_core.errors import ConfigError, StoreError
 from beats_core.geometry import SAMPLE_RATE
 from beats_core.lookup import close_matches
 from beats_core.model import BEATs
-from beats_extract.classify import ClipClassifier
+from beats_extract.classify import ClipClassifier, open_classifier
 from beats_extract.tables import LABEL_ID_COLUMN, DetectionOutputs, check_formats, empty_detections
 
 if TYPE_CHECKING:
@@ -122,7 +122,8 @@ class Detector:
 
     Args:
         checkpoint: a fine-tuned checkpoint (file, registered name, ``hf-hub:owner/name``), a
-            ``BEATs`` with a head, or a :class:`~beats_extract.classify.ClipClassifier`.
+            ``BEATs`` with a head, a classifier exported by ``beats export`` (``.onnx``, run by
+            onnxruntime), or a :class:`~beats_extract.classify.ClipClassifier`.
         clip_seconds: the clip length; default: the checkpoint's training clip length (10 s when
             it records none), or for a store the store's.
         clip_overlap: seconds shared by consecutive clips; default 0, or for a store the store's.
@@ -161,11 +162,7 @@ class Detector:
             raise ConfigError(f"min_confidence must be a number in [0, 1], got {min_confidence!r}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ConfigError(f"top_k must be a positive int or None, got {top_k!r}")
-        self.classifier = (
-            checkpoint
-            if isinstance(checkpoint, ClipClassifier)
-            else ClipClassifier(checkpoint, device=device)
-        )
+        self.classifier = open_classifier(checkpoint, device=device)
         self.requested_clip_seconds = clip_seconds
         self.requested_clip_overlap = clip_overlap
         self.clip_rule = ClipRule(

@@ -40,7 +40,9 @@ def add_commands(subparsers: SubParsers) -> None:
         ),
     )
     detect.add_argument(
-        "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a fine-tuned .pt file, a model name, hf-hub:owner/name or a classifier exported to .onnx",
     )
     detect.add_argument(
         "inputs",
@@ -111,7 +113,9 @@ def add_commands(subparsers: SubParsers) -> None:
         ),
     )
     predict.add_argument(
-        "checkpoint", metavar="CHECKPOINT", help="a fine-tuned .pt file, a model name or hf-hub:owner/name"
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="a fine-tuned .pt file, a model name, hf-hub:owner/name or a classifier exported to .onnx",
     )
     predict.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="audio files, folders (searched recursively) or .txt lists"
@@ -251,11 +255,11 @@ def run_predict(args: argparse.Namespace) -> int:
     import warnings
 
     from beats_core.atomic import atomic_write_text
-    from beats_extract.classify import ClipClassifier
+    from beats_extract.classify import open_classifier
     from beats_extract.extractor import SkippedFileWarning
     from beats_extract.inputs import find_audio_files
 
-    classifier = ClipClassifier(args.checkpoint, device=args.device)
+    classifier = open_classifier(args.checkpoint, device=args.device)
     files = find_audio_files(args.inputs)
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always", SkippedFileWarning)

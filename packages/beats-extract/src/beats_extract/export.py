@@ -8,8 +8,9 @@ the patch embedding, the transformer and the pooling. It takes
 * ``lengths``: int64 ``(B,)``, the samples of each row before padding;
 
 and returns ``output``: float32 ``(B, D)`` pooled embeddings for a pre-trained model, or
-``(B, K)`` class probabilities for a fine-tuned one (the official sigmoid of the mean token
-logits). Batch size and length are dynamic. Padding is masked on the time-step grid, as
+``(B, K)`` class probabilities for a fine-tuned one (what ``beats detect`` gives for a clip:
+the official sigmoid of the mean token logits, or for a checkpoint of beats-train its
+softmax and layer mix). Batch size and length are dynamic. Padding is masked on the time-step grid, as
 :class:`~beats_extract.extractor.BEATsFeatureExtractor` masks it, so a padded row gives what
 its clip alone gives. The graph attends over the whole input: a recording longer than the
 extractor's window (10 s) gives what ``BEATsFeatureExtractor(window_seconds=None)`` gives.
@@ -45,6 +46,7 @@ from beats_core.factory import create_model
 from beats_core.geometry import FRAME_LENGTH, FRAME_SHIFT, SAMPLE_RATE
 from beats_core.model import BEATs
 from beats_extract.__about__ import __version__
+from beats_extract.classify import ClipClassifier
 from beats_extract.onnx_model import OnnxMetadata, OnnxModel, import_onnxruntime
 from beats_extract.poolings import Pooling, get_pooling
 
@@ -90,16 +92,27 @@ def time_steps_of_lengths(lengths: Tensor, patch_size: int) -> Tensor:
 class ExportedForward(nn.Module):
     """What the exported graph computes: ``(waveforms (B, N), lengths (B,)) -> (B, D or K)``.
 
+    A fine-tuned model gives what :class:`~beats_extract.classify.ClipClassifier` gives for a
+    clip: the head on the mean of the tokens (of the layer mix of a checkpoint trained with
+    ``weighted_layer_sum``), then independent sigmoids (the official output) or beats-train's
+    softmax of a single-label model.
+
     Args:
         model: the BEATs model (its own eval/train state is used: export it in eval mode).
-        pooling: how a pre-trained model's tokens become one vector; ignored with a head,
-            whose output is the official probabilities.
+        pooling: how a pre-trained model's tokens become one vector; ignored with a head.
     """
 
     def __init__(self, model: BEATs, pooling: Pooling) -> None:
         super().__init__()
         self.model = model
         self.pooling = pooling
+        self.activation = "none"
+        self.layer_weights: Tensor | None = None
+        if model.predictor is not None:
+            classifier = ClipClassifier(model)
+            self.activation = "sigmoid" if classifier.multi_label else "softmax"
+            if classifier.layer_weights is not None:
+                self.layer_weights = torch.from_numpy(classifier.layer_weights)
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
         """Embeddings (B, D) or class probabilities (B, K) of a padded batch.
@@ -112,10 +125,18 @@ class ExportedForward(nn.Module):
             float32 (B, D) or (B, K).
         """
         num_steps = time_steps_of_lengths(lengths, self.model.cfg.input_patch_size)
-        features, token_mask = self.model.forward_features_aligned(waveforms, num_steps)
+        hidden: list[Tensor] | None = None if self.layer_weights is None else []
+        features, token_mask = self.model.forward_features_aligned(waveforms, num_steps, hidden)
         if self.model.predictor is None:
             return self.pooling(features, token_mask)
-        return torch.sigmoid(self.model.forward_head(features, token_mask))
+        if hidden is None:
+            logits = self.model.forward_head(features, token_mask)
+        else:
+            pooled = torch.stack(
+                [self.model.forward_head(h, token_mask, pre_logits=True) for h in hidden], dim=1
+            )
+            logits = self.model.predictor(torch.tensordot(pooled, self.layer_weights, dims=([1], [0])))
+        return torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=-1)
 
 
 def export_onnx(
@@ -206,6 +227,7 @@ def _export(
         output_dim=int(expected.shape[1]),
         labels=_labels(cpu_model),
         pooling=resolved.name,
+        activation=forward.activation,
         sample_rate=SAMPLE_RATE,
         min_samples=cpu_model.min_num_samples,
         quantize="none",

@@ -43,6 +43,7 @@ from beats_extract.loading import (
     plan_file_units,
     plan_units,
 )
+from beats_extract.onnx_model import OnnxModel
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
 from beats_extract.runner import LayerSelection, ModelRunner, OnnxRunner, resolve_layers
 
@@ -187,9 +188,11 @@ class BEATsFeatureExtractor:
         model: a model spec for :func:`beats_core.create_model` (a registered name, downloaded
             and cached on first use; the path of a checkpoint; ``hf-hub:owner/name``), a
             :class:`~beats_core.model.BEATs` instance such as a fine-tuned backbone (used as is,
-            not copied), or an ``.onnx`` file exported by ``beats export`` (run by onnxruntime on
-            the CPU: pooled output with the pooling it was exported with, the last layer, and
-            windows that follow each other). ``None``: the default model,
+            not copied), or an ``.onnx`` file of embeddings exported by ``beats export`` (run by
+            onnxruntime on the CPU: pooled output with the pooling it was exported with, the last
+            layer, and windows that follow each other); an
+            :class:`~beats_extract.onnx_model.OnnxModel` gives its rows as they are, embeddings or
+            the class probabilities of an exported classifier. ``None``: the default model,
             :data:`beats_core.registry.DEFAULT_MODEL`.
         pooling: how the tokens of a clip become one vector: a registered name
             (``"mean"``, ``"max"``, ``"first"``, ``"last"``, ``"meanstd"`` and those of
@@ -239,7 +242,7 @@ class BEATsFeatureExtractor:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | BEATs | None = None,
+        model: str | os.PathLike[str] | BEATs | OnnxModel | None = None,
         *,
         pooling: str | PoolingFunction | Pooling | None = "mean",
         layer: LayerSelection = -1,
@@ -267,13 +270,18 @@ class BEATsFeatureExtractor:
         self.model_name: str | None
         self.model: BEATs | None
         self.runner: ModelRunner | OnnxRunner
-        if isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx":
-            from beats_extract.onnx_model import OnnxModel
-
-            self.model, self.model_name = None, os.fspath(model)
+        onnx_file = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx"
+        if onnx_file or isinstance(model, OnnxModel):
+            graph = model if isinstance(model, OnnxModel) else OnnxModel(model)
+            if onnx_file and graph.metadata.kind != "embeddings":
+                raise ConfigError(
+                    f"{os.fspath(model)!r} is an exported classifier (class probabilities); embed with the "
+                    "checkpoint or an export of the pre-trained model, or classify with `beats detect`"
+                )
+            self.model, self.model_name = None, os.fspath(graph.path)
             if layer != -1:
                 raise ConfigError(f"an ONNX model gives the last layer only, not layer={layer!r}")
-            self.runner = OnnxRunner(OnnxModel(model), self.pooling)
+            self.runner = OnnxRunner(graph, self.pooling)
             self.dtype = torch.float32
         else:
             if isinstance(model, BEATs):

@@ -23,12 +23,14 @@ import numpy as np
 
 from beats_core.errors import CheckpointError, InvalidAudioError, MissingDependencyError
 
-__all__ = ["FORMAT_VERSION", "KINDS", "OnnxMetadata", "OnnxModel", "import_onnxruntime"]
+__all__ = ["ACTIVATIONS", "FORMAT_VERSION", "KINDS", "OnnxMetadata", "OnnxModel", "import_onnxruntime"]
 
 #: The version of the layout of an exported graph (inputs, outputs, metadata keys).
 FORMAT_VERSION = 1
 #: What an exported graph returns: pooled embeddings (pre-trained) or class probabilities (fine-tuned).
 KINDS = ("embeddings", "probabilities")
+#: How a graph's logits become its output: none (embeddings), sigmoid or softmax (probabilities).
+ACTIVATIONS = ("none", "sigmoid", "softmax")
 _PREFIX = "beats."
 _INSTALL = "pip install 'beats-extract[onnx]'"
 
@@ -65,6 +67,9 @@ class OnnxMetadata:
         labels: the K class labels in output order (fine-tuned models with labels), else None.
         pooling: how the tokens of a row become one vector (``"mean"`` for probabilities:
             the mean of the token logits).
+        activation: how logits become probabilities: ``"sigmoid"`` (independent classes, the
+            official output) or ``"softmax"`` (a single-label model of beats-train);
+            ``"none"`` for embeddings.
         sample_rate: the sample rate the graph expects, in Hz (16000).
         min_samples: the shortest input length N the graph takes; shorter batches are
             zero-padded to it (the length of each row says where its clip ends).
@@ -82,6 +87,7 @@ class OnnxMetadata:
     output_dim: int
     labels: list[str] | None
     pooling: str
+    activation: str
     sample_rate: int
     min_samples: int
     quantize: str
@@ -138,11 +144,15 @@ class OnnxMetadata:
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{origin!r} has damaged beats metadata ({e!r}); {fix}") from e
         metadata = cls(**values)
-        if metadata.kind not in KINDS or (
-            metadata.labels is not None and len(metadata.labels) != metadata.output_dim
+        if (
+            metadata.kind not in KINDS
+            or metadata.activation not in ACTIVATIONS
+            or (metadata.activation == "none") != (metadata.kind == "embeddings")
+            or (metadata.labels is not None and len(metadata.labels) != metadata.output_dim)
         ):
             raise CheckpointError(
-                f"{origin!r} has inconsistent beats metadata (kind {metadata.kind!r}, "
+                f"{origin!r} has inconsistent beats metadata (kind {metadata.kind!r}, activation "
+                f"{metadata.activation!r}, "
                 f"{metadata.output_dim} outputs, labels {metadata.labels!r}); {fix}"
             )
         return metadata

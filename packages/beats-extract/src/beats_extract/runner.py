@@ -214,11 +214,12 @@ class OnnxRunner:
     clips no longer than a window.
 
     Args:
-        model: the :class:`~beats_extract.onnx_model.OnnxModel` (its ``kind`` must be ``"embeddings"``).
+        model: the :class:`~beats_extract.onnx_model.OnnxModel`: its rows, pooled embeddings or
+            the class probabilities of an exported classifier, are what the runner gives.
         pooling: the extractor's pooling: the one the graph was exported with.
 
     Raises:
-        ConfigError: the graph gives class probabilities, or was exported with another pooling.
+        ConfigError: the graph was exported with another pooling.
     """
 
     stacked = False
@@ -227,11 +228,6 @@ class OnnxRunner:
 
     def __init__(self, model: Any, pooling: Pooling | None) -> None:
         meta = model.metadata
-        if meta.kind != "embeddings":
-            raise ConfigError(
-                f"{str(model.path)!r} is an exported classifier (class probabilities); embed with the "
-                "checkpoint or an export of the pre-trained model, or classify with `beats detect`"
-            )
         if pooling is None or pooling.name != meta.pooling:
             asked = None if pooling is None else pooling.name
             raise ConfigError(
