@@ -14,6 +14,7 @@ from typing import Any
 from beats_core.hookspecs import SubParsers
 
 __all__ = [
+    "add_runtime_options",
     "add_commands",
     "add_extract_arguments",
     "build_extractor",
@@ -47,13 +48,16 @@ def parse_layer(text: str) -> int | list[int] | str:
     return values[0] if len(values) == 1 else values
 
 
-def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | None) -> None:
-    parser.add_argument(
-        "--model",
-        default=model_default,
-        help="a model from `beats models` or a checkpoint file"
-        + (" (default: the default model)" if model_default is None else ""),
-    )
+def add_runtime_options(
+    parser: argparse.ArgumentParser, *, batch_size: int = 16, batch_note: str = ""
+) -> None:
+    """``--device``, ``--dtype``, ``--batch-size`` and ``--workers``: how a command runs its model.
+
+    Args:
+        parser: the command's parser.
+        batch_size: the default of ``--batch-size``.
+        batch_note: said after the default in the help (``": why"``).
+    """
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
     )
@@ -62,13 +66,25 @@ def _add_model_options(parser: argparse.ArgumentParser, *, model_default: str | 
         default="auto",
         help="auto (bfloat16 where the hardware has it natively, else float32), float32, bfloat16 or float16",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (default: 16)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"clips per forward pass (default: {batch_size}{batch_note})",
+    )
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
         help="decoding processes (default: on a GPU cores - 1, at most 4; on the CPU cores // 4)",
     )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", help="a model from `beats models` or a checkpoint file (default: the default model)"
+    )
+    add_runtime_options(parser)
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +106,7 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         help="a folder: a store of Parquet parts, written as it goes and resumable (for archives); or one "
         "file, features.npz or features.parquet (for small jobs)",
     )
-    _add_model_options(parser, model_default=None)
+    _add_model_options(parser)
     parser.add_argument(
         "--pooling",
         default="mean",
@@ -165,7 +181,7 @@ def add_commands(subparsers: SubParsers) -> None:
     )
     search.add_argument("-k", "--top", type=int, default=5, help="results per query (default: 5)")
     search.add_argument("-o", "--output", help="write the hits to this CSV file (label column empty)")
-    _add_model_options(search, model_default=None)
+    _add_model_options(search)
     search.set_defaults(func=run_search)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from beats_core.hookspecs import SubParsers
+from beats_extract.cli import add_runtime_options
 
 __all__ = ["add_commands", "read_class_list", "run_detect", "run_predict"]
 
@@ -136,26 +137,7 @@ def add_commands(subparsers: SubParsers) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser, *, batch_size: int, batch_note: str = "") -> None:
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
-    )
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        help="auto (bfloat16 where the hardware has it natively, else float32), float32, bfloat16 or float16",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=batch_size,
-        help=f"clips per forward pass (default: {batch_size}{batch_note})",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default: on a GPU cores - 1, at most 4; on the CPU cores // 4)",
-    )
+    add_runtime_options(parser, batch_size=batch_size, batch_note=batch_note)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
