@@ -52,13 +52,6 @@ def test_parquet_opens_in_pandas(tmp_path):
     np.testing.assert_array_equal(np.stack(frame["embedding"]), features)
 
 
-def test_parquet_without_the_extra_names_it(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
-    with pytest.raises(MissingDependencyError, match=r"beats-extract\[parquet\]"):
-        save_features(tmp_path / "f.parquet", np.zeros((1, 2)), ["x"])
-    save_features(tmp_path / "f.npz", np.zeros((1, 2)), ["x"])  # npz needs nothing more
-
-
 def test_bad_files_and_names(tmp_path):
     with pytest.raises(ConfigError, match=r"\.npz or \.parquet"):
         save_features(tmp_path / "f.csv", np.zeros((1, 2)), ["x"])

@@ -7,6 +7,7 @@ import torch
 
 from beats_core import BEATs, ConfigError, load_checkpoint
 from beats_core.factory import create_model
+from beats_extract.classify import ClipClassifier
 from beats_train.augment import FbankMasking
 from beats_train.config import AugmentationConfig, TrainingConfig
 from beats_train.model import BEATsClassifier, prepare_backbone
@@ -64,7 +65,7 @@ def test_saved_model_is_an_official_fine_tuned_checkpoint(reference_dir, tmp_pat
     model = prepare_backbone(
         create_model(str(reference_dir / "tiny_pretrained.pt")), TrainingConfig(), LABELS
     )
-    classifier = BEATsClassifier(model).eval()
+    classifier = BEATsClassifier(model, clip_seconds=2.5).eval()
     path = classifier.save(tmp_path / "model.pt")
     saved = torch.load(path, weights_only=True)
     official = torch.load(reference_dir / "tiny_finetuned.pt", weights_only=True)
@@ -74,7 +75,7 @@ def test_saved_model_is_an_official_fine_tuned_checkpoint(reference_dir, tmp_pat
     }
     assert saved["cfg"]["finetuned_model"] is True and saved["cfg"]["predictor_class"] == 5
     assert saved["label_dict"] == LABELS
-    assert saved["cfg"]["beats_train"] == {"multi_label": False, "layer_weights": None}
+    assert saved["cfg"]["beats_train"] == {"multi_label": False, "layer_weights": None, "max_duration": 2.5}
     loaded = load_checkpoint(path)
     assert loaded.label_dict == LABELS
     waveforms = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
@@ -82,7 +83,10 @@ def test_saved_model_is_an_official_fine_tuned_checkpoint(reference_dir, tmp_pat
         official_output, _ = loaded.model.extract_features(waveforms)  # sigmoid of the pooled token logits
         assert torch.allclose(official_output, torch.sigmoid(classifier(waveforms)), atol=1e-6)
     again = BEATsClassifier.load(path)
-    assert not again.multi_label and again.label_dict == LABELS
+    assert not again.multi_label and again.label_dict == LABELS and again.clip_seconds == 2.5
+    # beats detect and beats predict cut the clips the model was trained on
+    classifier_of_detect = ClipClassifier(path)
+    assert classifier_of_detect.clip_seconds == 2.5 and not classifier_of_detect.multi_label
 
 
 def test_weighted_layer_sum_is_learnable_and_travels_in_the_checkpoint(reference_dir, tmp_path):

@@ -49,7 +49,11 @@ def parse_layer(text: str) -> int | list[int] | str:
 
 
 def add_runtime_options(
-    parser: argparse.ArgumentParser, *, batch_size: int = 16, batch_note: str = ""
+    parser: argparse.ArgumentParser,
+    *,
+    batch_size: int = 16,
+    batch_note: str = "",
+    dtype_of_index: bool = False,
 ) -> None:
     """``--device``, ``--dtype``, ``--batch-size`` and ``--workers``: how a command runs its model.
 
@@ -57,14 +61,16 @@ def add_runtime_options(
         parser: the command's parser.
         batch_size: the default of ``--batch-size``.
         batch_note: said after the default in the help (``": why"``).
+        dtype_of_index: ``--dtype`` defaults to None, for the precision the searched index was made in.
     """
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
     )
+    choices = "auto (bfloat16 where the hardware has it natively, else float32), float32, bfloat16 or float16"
     parser.add_argument(
         "--dtype",
-        default="auto",
-        help="auto (bfloat16 where the hardware has it natively, else float32), float32, bfloat16 or float16",
+        default=None if dtype_of_index else "auto",
+        help=f"{choices} (default: the precision the index was made in)" if dtype_of_index else choices,
     )
     parser.add_argument(
         "--batch-size",
@@ -80,11 +86,13 @@ def add_runtime_options(
     )
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, *, dtype_of_index: bool = False) -> None:
     parser.add_argument(
-        "--model", help="a model from `beats models` or a checkpoint file (default: the default model)"
+        "--model",
+        help="a model from `beats models`, a checkpoint file, hf-hub:owner/name or an exported .onnx file "
+        "(default: the default model)",
     )
-    add_runtime_options(parser)
+    add_runtime_options(parser, dtype_of_index=dtype_of_index)
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +144,9 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "--hop-seconds", type=float, default=None, help="step between windows (default: no overlap)"
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing store or file instead of adding to it"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing store instead of adding to it (a .npz or .parquet file is always replaced)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -169,7 +179,7 @@ def add_commands(subparsers: SubParsers) -> None:
             "Rank the rows of a store or features file (written by `beats extract`) by cosine similarity to each "
             "query, embedded with the same model and settings: an audio file, or a clip PATH@START-END (seconds) "
             "of a recording (a clip that is a row of the store is not embedded again). With -o, the hits are "
-            "written as a CSV table (path,start,end,score,label) to label and train on: "
+            "written as a CSV table (path,start,end,score,label,query) to label and train on: "
             "beats train --freeze-backbone --embeddings STORE hits.csv."
         ),
     )
@@ -181,7 +191,7 @@ def add_commands(subparsers: SubParsers) -> None:
     )
     search.add_argument("-k", "--top", type=int, default=5, help="results per query (default: 5)")
     search.add_argument("-o", "--output", help="write the hits to this CSV file (label column empty)")
-    _add_model_options(search)
+    _add_model_options(search, dtype_of_index=True)
     search.set_defaults(func=run_search)
 
 
@@ -330,7 +340,7 @@ def run_search(args: argparse.Namespace) -> int:
         pooling=meta.get("pooling") or "mean",
         layer=meta.get("layer", -1),
         device=args.device,
-        dtype=args.dtype,
+        dtype=_index_dtype(meta) if args.dtype is None else args.dtype,
         batch_size=args.batch_size,
         num_workers=args.workers,
         window_seconds=meta.get("window_seconds", 10.0),
@@ -348,3 +358,9 @@ def run_search(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, hits_csv(queries, results))
         print(f"hits written to {args.output}: fill in the label column, then train on them")
     return 0
+
+
+def _index_dtype(metadata: dict[str, Any]) -> str:
+    """The precision an index's rows were made in, for its queries (``auto`` when it does not say)."""
+    recorded = metadata.get("dtype")
+    return recorded if recorded in ("float32", "bfloat16", "float16") else "auto"

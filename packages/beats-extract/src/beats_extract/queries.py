@@ -3,7 +3,7 @@
 ``beats search STORE QUERY...`` takes any mix of them. A clip that is a row of the store is not
 embedded again: its stored vector is the query, so searching an archive with a clip found in
 it costs nothing. Hits are written as a table ready to be labelled and handed to training
-(``path,start,end,score,label``, with ``label`` empty).
+(``path,start,end,score,label,query``, with ``label`` empty).
 """
 
 from __future__ import annotations
@@ -128,10 +128,10 @@ def hits_csv(queries: Sequence[Query], results: Sequence[Sequence[SearchHit]]) -
     Returns:
         CSV text with the columns :data:`HIT_COLUMNS` (``label`` empty).
     """
-    best: dict[tuple[str, float | None], tuple[SearchHit, Query]] = {}
+    best: dict[tuple[str, float | None, float | None], tuple[SearchHit, Query]] = {}
     for query, hits in zip(queries, results, strict=True):
         for hit in hits:
-            key = (hit.path, hit.start)
+            key = (hit.path, hit.start, hit.end)
             if key not in best or hit.score > best[key][0].score:
                 best[key] = (hit, query)
     text = io.StringIO()

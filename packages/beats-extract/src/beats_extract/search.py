@@ -246,7 +246,6 @@ class FeatureIndex:
 
         Raises:
             ConfigError: the suffix is neither ``.npz`` nor ``.parquet``.
-            MissingDependencyError: ``.parquet`` without pandas and pyarrow.
         """
         written = save_features(
             path,
@@ -287,8 +286,7 @@ class FeatureIndex:
 
         Raises:
             ConfigError: the file is missing or is not a features file.
-            MissingDependencyError: ``.parquet`` without pandas and pyarrow, or
-                ``method="approximate"`` without usearch.
+            MissingDependencyError: ``method="approximate"`` without usearch.
         """
         saved = load_features(path)
         return cls(

@@ -3,7 +3,7 @@
 * ``.npz``: arrays ``features`` (float32 ``(N, ...)``), ``paths`` (unicode ``(N,)``),
   ``starts`` and ``ends`` (float64 seconds) and ``metadata`` (a JSON string); read back
   without pickle.
-* ``.parquet`` (needs pyarrow: ``pip install 'beats-extract[parquet]'``): columns ``path``
+* ``.parquet``: columns ``path``
   (string; bytes of a file name that are not UTF-8 as backslash escapes), ``start``, ``end`` (float64 seconds) and ``embedding`` (list of float32, the row's
   features flattened), the metadata as JSON under the schema metadata key ``beats``. Opens in
   pandas with ``pandas.read_parquet``; ``np.stack(frame["embedding"])`` gives the matrix.
@@ -27,7 +27,8 @@ import numpy as np
 
 from beats_core.atomic import atomic_path
 from beats_core.audio_files import display_path
-from beats_core.errors import ConfigError, MissingDependencyError
+from beats_core.errors import ConfigError
+from beats_extract.store import parquet_modules, read_store
 
 __all__ = [
     "FEATURE_SUFFIXES",
@@ -86,7 +87,7 @@ def is_store_path(path: str | os.PathLike[str]) -> bool:
 
 
 def check_feature_path(path: str | os.PathLike[str]) -> Path:
-    """Check that features can be written to ``path`` (suffix, and pyarrow if needed).
+    """Check that features can be written to ``path`` (its suffix).
 
     Args:
         path: the output file.
@@ -96,14 +97,11 @@ def check_feature_path(path: str | os.PathLike[str]) -> Path:
 
     Raises:
         ConfigError: the suffix is neither ``.npz`` nor ``.parquet``.
-        MissingDependencyError: ``.parquet`` without pyarrow installed.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FEATURE_SUFFIXES:
         raise ConfigError(f"cannot save features as {str(path)!r}: use a .npz or .parquet file name")
-    if suffix == ".parquet":
-        _parquet_modules()
     return path
 
 
@@ -134,7 +132,6 @@ def save_features(
 
     Raises:
         ConfigError: bad suffix, or ``features``, ``paths``, ``starts`` and ``ends`` differ in length.
-        MissingDependencyError: ``.parquet`` without pyarrow.
     """
     path = check_feature_path(path)
     features = np.asarray(features, dtype=np.float32)
@@ -159,7 +156,7 @@ def save_features(
                     metadata=np.array(meta),
                 )
         else:
-            pa, pq = _parquet_modules()
+            pa, pq = parquet_modules()
             flat = features.reshape(count, -1)
             table = pa.table(
                 {
@@ -186,11 +183,8 @@ def load_features(path: str | os.PathLike[str]) -> SavedFeatures:
     Raises:
         ConfigError: the file is missing or is not a features file (the message says what it lacks).
         StoreError: a store is damaged.
-        MissingDependencyError: ``.parquet`` or a store without pyarrow.
     """
     if Path(path).is_dir():
-        from beats_extract.store import read_store
-
         stored = read_store(path)
         shape = stored.metadata["settings"].get("feature_shape") or [-1]
         features = stored.features.reshape(len(stored), *shape)
@@ -204,7 +198,7 @@ def load_features(path: str | os.PathLike[str]) -> SavedFeatures:
                 features, names, meta = data["features"], data["paths"].tolist(), str(data["metadata"])
                 starts, ends = data.get("starts"), data.get("ends")
         else:
-            _, pq = _parquet_modules()
+            _, pq = parquet_modules()
             table = pq.read_table(path)
             meta = (table.schema.metadata or {}).get(_METADATA_KEY, b"{}").decode()
             names = table.column("path").to_pylist()
@@ -221,15 +215,3 @@ def load_features(path: str | os.PathLike[str]) -> SavedFeatures:
     return SavedFeatures(
         features.astype(np.float32, copy=False), [str(n) for n in names], json.loads(meta), starts, ends
     )
-
-
-def _parquet_modules() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"writing and reading .parquet features needs pyarrow ({e}); install it with "
-            "`pip install 'beats-extract[parquet]'`, or save as .npz"
-        ) from e
-    return pa, pq

@@ -43,7 +43,7 @@ import numpy as np
 
 from beats_core.atomic import atomic_path, atomic_write_text
 from beats_core.audio_files import display_path
-from beats_core.errors import DiskFullError, MissingDependencyError, StoreError
+from beats_core.errors import DiskFullError, StoreError
 from beats_extract.__about__ import __version__
 
 __all__ = [
@@ -177,7 +177,7 @@ def completed_recordings(folder: str | os.PathLike[str]) -> dict[str, int]:
     Raises:
         StoreError: a part cannot be read.
     """
-    _, pq = _arrow()
+    _, pq = parquet_modules()
     done: dict[str, int] = {}
     for part in sorted(Path(folder).glob("part-*.parquet")):
         for path, rows in _part_recordings(pq, part):
@@ -259,7 +259,7 @@ class EmbeddingStore:
         """Write the buffered recordings as one part (atomically), and this process's failures."""
         self._last_flush = time.monotonic()
         if self._pending:
-            pa, pq = _arrow()
+            pa, pq = parquet_modules()
             paths = [
                 display_path(path) for path, _, _, features in self._pending for _ in range(len(features))
             ]
@@ -348,9 +348,8 @@ def read_store(
 
     Raises:
         StoreError: the folder is not a store or a part is damaged.
-        MissingDependencyError: pyarrow is not installed.
     """
-    pa, pq = _arrow()
+    pa, pq = parquet_modules()
     folder = Path(folder)
     manifest = _read_manifest(folder)
     parts = sorted(folder.glob("part-*.parquet"))
@@ -454,13 +453,9 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _arrow() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise MissingDependencyError(
-            f"a store of embeddings is written with pyarrow ({e}); install it with "
-            "`pip install 'beats-extract[parquet]'`, or write a .npz file instead"
-        ) from e
+def parquet_modules() -> tuple[Any, Any]:
+    """``pyarrow`` and ``pyarrow.parquet``, imported when first needed (they take a moment to import)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     return pa, pq

@@ -203,7 +203,13 @@ class TrainingRun:
         with self.process.main_process_first():  # the main process downloads, the others read the cache
             backbone = create_model(config.model)
         fbank_stats = self._fbank_stats(data_config) if config.dataset_fbank_stats else None
-        return build_classifier(backbone, config, self.labels.to_label_dict(), fbank_stats=fbank_stats)
+        return build_classifier(
+            backbone,
+            config,
+            self.labels.to_label_dict(),
+            fbank_stats=fbank_stats,
+            clip_seconds=data_config.max_duration,
+        )
 
     def _fbank_stats(self, data_config: DataConfig) -> tuple[float, float]:
         def measure() -> tuple[float, float]:

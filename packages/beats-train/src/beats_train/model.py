@@ -51,6 +51,8 @@ class BEATsClassifier(nn.Module):
             weights when omitted.
         fbank_masking: masks applied to the normalised fbank in training (SpecAugment).
         multi_label: whether the labels are independent (sigmoid) rather than exclusive (softmax).
+        clip_seconds: the clip length it is trained on (``DataConfig.max_duration``), recorded in
+            its checkpoint so that ``beats detect`` and ``beats predict`` cut clips of that length.
 
     Raises:
         ConfigError: the backbone has no head, or ``layer_weights`` has the wrong length.
@@ -64,6 +66,7 @@ class BEATsClassifier(nn.Module):
         layer_weights: list[float] | None = None,
         fbank_masking: FbankMasking | None = None,
         multi_label: bool = False,
+        clip_seconds: float | None = None,
     ) -> None:
         super().__init__()
         if backbone.predictor is None:
@@ -72,6 +75,7 @@ class BEATsClassifier(nn.Module):
             )
         self.backbone = backbone
         self.multi_label = multi_label
+        self.clip_seconds = clip_seconds
         self.backbone_frozen = False
         self.layer_weights: nn.Parameter | None = None
         if weighted_layer_sum or layer_weights is not None:
@@ -188,13 +192,13 @@ class BEATsClassifier(nn.Module):
         weights = None
         if self.layer_weights is not None:
             weights = [float(w) for w in torch.softmax(self.layer_weights.detach().float(), 0).cpu()]
-        return {"multi_label": self.multi_label, "layer_weights": weights}
+        return {"multi_label": self.multi_label, "layer_weights": weights, "max_duration": self.clip_seconds}
 
     def save(self, path: str | Path) -> Path:
         """Write the model as an official fine-tuned BEATs checkpoint (atomically).
 
         The file loads in the official code and with :func:`beats_core.load_checkpoint`;
-        :meth:`load` also restores the layer weights and the multi-label flag.
+        :meth:`load` also restores the layer weights, the multi-label flag and the clip length.
 
         Args:
             path: the ``.pt`` file.
@@ -231,6 +235,7 @@ class BEATsClassifier(nn.Module):
             backbone,
             layer_weights=extras.get("layer_weights"),
             multi_label=bool(extras.get("multi_label", False)),
+            clip_seconds=extras.get("max_duration"),
         )
         return classifier.eval()
 
@@ -292,6 +297,7 @@ def build_classifier(
     label_dict: Mapping[int, str],
     *,
     fbank_stats: tuple[float, float] | None = None,
+    clip_seconds: float | None = None,
 ) -> BEATsClassifier:
     """The classifier a run trains: the prepared backbone (:func:`prepare_backbone`) with the run's options.
 
@@ -300,6 +306,7 @@ def build_classifier(
         config: the training configuration (layer sum, fbank masking, multi-label, freezing).
         label_dict: ``{class index: label}`` of the dataset.
         fbank_stats: ``(mean, std)`` measured on the training clips, overriding the config's.
+        clip_seconds: the clip length of the run (``DataConfig.max_duration``).
 
     Returns:
         The classifier. A frozen encoder that is never unfrozen has no gradients at all
@@ -310,6 +317,7 @@ def build_classifier(
         weighted_layer_sum=config.weighted_layer_sum,
         fbank_masking=FbankMasking(config.augmentation),
         multi_label=config.multi_label,
+        clip_seconds=clip_seconds,
     )
     if config.freeze_backbone:
         classifier.freeze_backbone(True)

@@ -188,7 +188,13 @@ class ProbeRun:
                 progress=config.progress,
             )
             logger.info("fbank statistics of the training clips: mean %.5f, std %.5f", *fbank_stats)
-        classifier = build_classifier(backbone, config, self.labels.to_label_dict(), fbank_stats=fbank_stats)
+        classifier = build_classifier(
+            backbone,
+            config,
+            self.labels.to_label_dict(),
+            fbank_stats=fbank_stats,
+            clip_seconds=data_config.max_duration,
+        )
         return classifier.to(self.device)
 
     def _targets(self, split: str) -> torch.Tensor:
