@@ -455,3 +455,18 @@ def test_training_options_of_the_loop_run_on_stored_embeddings(
     if "patience" in overrides:
         assert results.stopped_early and results.epochs < 20
         assert results.epochs == results.best_epoch + 1
+
+
+def test_the_probe_takes_the_loops_path_epoch_by_epoch(sound_root, tiny, tmp_path):
+    """Same seed, same data: the same initial head, mini-batches, optimiser steps and metrics as the encoder loop."""
+    histories, accuracies = [], []
+    for name, store in (("loop", None), ("probe", tmp_path / "store")):
+        config = _probe_config(tmp_path / name, store, tiny, max_epochs=4, embeddings=store and str(store))
+        trainer = BEATsTrainer.from_directory(sound_root, config=config, batch_size=8)
+        results = trainer.train()
+        histories.append(results.history.drop(columns=["seconds", "lr"], errors="ignore"))
+        accuracies.append(results.test_metrics["accuracy"])
+    loop, probe = histories
+    assert list(loop.columns) == list(probe.columns)
+    np.testing.assert_allclose(probe.to_numpy(dtype=float), loop.to_numpy(dtype=float), atol=2e-4, rtol=1e-4)
+    assert accuracies[0] == accuracies[1]

@@ -11,7 +11,8 @@ logits the model gives the clip (:meth:`~beats_train.model.BEATsClassifier.head_
 
 Everything else is the training loop's: the same initial head (same seed), optimiser and
 parameter groups, learning-rate schedule (as many optimiser steps per epoch: mini-batches
-of the run's batch size, shuffled every epoch, or the balanced sampler), loss (class
+of the run's batch size in the order of the loop's length-grouped batches of the same seed,
+or its balanced sampler), loss (class
 weights, label smoothing, multi-label), gradient accumulation and clipping, validation
 metric, best epoch and early stopping; a clip longer than ``max_duration`` trains on one of
 its windows drawn in every epoch (a random crop) and is evaluated on the mean of its
@@ -39,8 +40,9 @@ from beats_core.atomic import atomic_write_text
 from beats_core.errors import ConfigError, TrainingError
 from beats_core.factory import create_model
 from beats_data.frame import CATEGORY
+from beats_data.samplers import LengthGroupedSampler
 from beats_train.config import DataConfig, TrainingConfig, resolve_batch_size
-from beats_train.data import BalancedSampler, PreparedData, class_weights
+from beats_train.data import BalancedSampler, PreparedData, build_dataset, class_weights
 from beats_train.evaluation import Evaluation, clip_evaluation
 from beats_train.log_lines import epoch_line, flat_hyperparameters, metrics_line, metrics_summary
 from beats_train.model import BEATsClassifier, build_classifier
@@ -165,11 +167,18 @@ class ProbeRun:
         self.objective = TrainingObjective(
             config, len(self.labels), weights, MixedPrecision("no", self.device)
         )
-        self.sampler = (
-            BalancedSampler(self.targets["train"][self.train_clips].cpu().numpy(), seed=config.seed)
-            if config.class_balance == "sampler"
-            else None
-        )
+        # the order of the training loop's batches: its balanced sampler, or its length-grouped
+        # batches of the same seed (the same mini-batches, epoch for epoch, as a run of the encoder)
+        self.sampler: BalancedSampler | LengthGroupedSampler
+        if config.class_balance == "sampler":
+            self.sampler = BalancedSampler(
+                self.targets["train"][self.train_clips].cpu().numpy(), seed=config.seed
+            )
+        else:
+            lengths = build_dataset(self.frames["train"], self.labels, data_config, train=True).lengths()
+            self.sampler = LengthGroupedSampler(
+                lengths[self.train_clips.cpu().numpy()], self.batch_size, shuffle=True, seed=config.seed
+            )
         self.epochs = EpochState()
         self.best_head: dict[str, torch.Tensor] | None = None
 
@@ -286,11 +295,8 @@ class ProbeRun:
         config = self.config
         split = self.embeddings["train"]
         generator = torch.Generator().manual_seed(config.seed + epoch)
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
-            order = torch.tensor(list(self.sampler), dtype=torch.int64)
-        else:
-            order = torch.randperm(len(self.train_clips), generator=generator)
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(list(self.sampler), dtype=torch.int64)
         window = split.draw(generator).to(self.device)  # one window per clip: a random crop of a long clip
         targets = self.targets["train"][self.train_clips]
         self.classifier.train()
