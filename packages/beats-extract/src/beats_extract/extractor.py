@@ -22,22 +22,18 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from beats_core.clips import Clip, ClipRule
-from beats_core.devices import resolve_device, resolve_dtype
+from beats_core.clips import ClipRule
 from beats_core.errors import AudioDecodeError, ConfigError, InvalidAudioError
-from beats_core.factory import create_model
 from beats_core.geometry import SAMPLE_RATE, min_num_samples
 from beats_core.model import BEATs
-from beats_extract.accumulators import FrameAccumulator, FrameEmbeddings, PooledAccumulator
+from beats_extract.accumulators import ClipFeatures, FrameEmbeddings
 from beats_extract.loading import (
     Cutting,
-    DecodedBatch,
     UnitDecoder,
     decode_units,
     plan_file_units,
@@ -45,7 +41,7 @@ from beats_extract.loading import (
 )
 from beats_extract.onnx_model import OnnxModel
 from beats_extract.poolings import Pooling, PoolingFunction, get_pooling
-from beats_extract.runner import LayerSelection, ModelRunner, OnnxRunner, resolve_layers
+from beats_extract.runner import LayerSelection, ModelRunner, open_runner, run_batches
 
 __all__ = [
     "BEATsFeatureExtractor",
@@ -63,57 +59,6 @@ OnError = Literal["raise", "skip"]
 
 class SkippedFileWarning(UserWarning):
     """A file could not be decoded and was skipped (``on_error="skip"``); the message names it and why."""
-
-
-@dataclass(frozen=True)
-class ClipFeatures:
-    """Clip-level results: one row per clip, each clip embedded alone.
-
-    Attributes:
-        paths: the recording of each row.
-        starts: float64 ``(n,)``, where each clip starts, in seconds from the beginning of its recording.
-        ends: float64 ``(n,)``, where each clip ends.
-        features: float32 ``(n, *feature_shape)``; with ``pooling=None`` a list of
-            :class:`FrameEmbeddings` (timestamps in the recording's time).
-        peaks: float32 ``(n,)``, the largest absolute sample of each clip as the model received
-            it (0 for digital silence), or ``None`` where not known.
-    """
-
-    paths: list[str]
-    starts: np.ndarray
-    ends: np.ndarray
-    features: np.ndarray | list[FrameEmbeddings]
-    peaks: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @classmethod
-    def concatenate(cls, parts: Sequence[ClipFeatures], feature_shape: tuple[int, ...]) -> ClipFeatures:
-        """The rows of several results, in order.
-
-        Args:
-            parts: the results to join.
-            feature_shape: the shape of one row's features (for an empty result).
-
-        Returns:
-            One :class:`ClipFeatures`.
-        """
-        frames = any(isinstance(part.features, list) for part in parts)
-        if frames:
-            features: np.ndarray | list[FrameEmbeddings] = [f for part in parts for f in part.features]
-        elif parts:
-            features = np.concatenate([part.features for part in parts]).astype(np.float32, copy=False)
-        else:
-            features = np.zeros((0, *feature_shape), dtype=np.float32)
-        known = parts and all(part.peaks is not None for part in parts)
-        return cls(
-            paths=[path for part in parts for path in part.paths],
-            starts=np.concatenate([part.starts for part in parts]) if parts else np.zeros(0),
-            ends=np.concatenate([part.ends for part in parts]) if parts else np.zeros(0),
-            features=features,
-            peaks=np.concatenate([part.peaks for part in parts]) if known else None,  # type: ignore[misc]
-        )
 
 
 #: What one recording gives: a vector, its time steps, or its clips.
@@ -267,45 +212,12 @@ class BEATsFeatureExtractor:
             raise ConfigError(f"window_seconds must be a number of seconds or None, got {window_seconds!r}")
         self.pooling: Pooling | None = None if pooling is None else get_pooling(pooling)
         self.batch_size = batch_size
-        self.model_name: str | None
-        self.model: BEATs | None
-        self.runner: ModelRunner | OnnxRunner
-        onnx_file = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx"
-        if onnx_file or isinstance(model, OnnxModel):
-            graph = model if isinstance(model, OnnxModel) else OnnxModel(model)
-            if onnx_file and graph.metadata.kind != "embeddings":
-                raise ConfigError(
-                    f"{os.fspath(model)!r} is an exported classifier (class probabilities); embed with the "
-                    "checkpoint or an export of the pre-trained model, or classify with `beats detect`"
-                )
-            self.model, self.model_name = None, os.fspath(graph.path)
-            if layer != -1:
-                raise ConfigError(f"an ONNX model gives the last layer only, not layer={layer!r}")
-            self.runner = OnnxRunner(graph, self.pooling)
-            self.dtype = torch.float32
-        else:
-            if isinstance(model, BEATs):
-                self.model, self.model_name = model, None
-                target = resolve_device(device, model.patch_embedding.weight.device)
-            elif model is None or isinstance(model, (str, os.PathLike)):
-                from beats_core.registry import DEFAULT_MODEL
-
-                self.model_name = os.fspath(DEFAULT_MODEL if model is None else model)
-                target = resolve_device(device)
-                self.model = create_model(self.model_name, map_location=target)
-            else:
-                raise ConfigError(
-                    "model must be a model name, a checkpoint path, an exported .onnx file or a BEATs "
-                    f"instance, got {type(model).__name__}"
-                )
-            if self.model.patch_embedding.weight.device != target:
-                logger.info("moving the BEATs model to %s", target)
-                self.model.to(target)
-            self.dtype = resolve_dtype(dtype, target)
-            layers, stacked = resolve_layers(layer, len(self.model.encoder.layers))
-            self.runner = ModelRunner(
-                self.model, pooling=self.pooling, layers=layers, stacked=stacked, dtype=self.dtype
-            )
+        self.runner, self.model_name = open_runner(
+            model, pooling=self.pooling, layer=layer, device=device, dtype=dtype
+        )
+        #: The BEATs model it runs (None for an exported ONNX graph).
+        self.model: BEATs | None = self.runner.model if isinstance(self.runner, ModelRunner) else None
+        self.dtype = self.runner.dtype
         self.num_workers = _default_workers(self.device) if num_workers is None else num_workers
         self.cutting = Cutting(
             clips=ClipRule(clip_seconds, clip_overlap),
@@ -518,7 +430,16 @@ class BEATsFeatureExtractor:
             workers = min(workers, max(0, total - 1))
         batches = decode_units(units, self._decoder, workers)
         with AudioProgress(paths if isinstance(paths, Sequence) else None, enabled=bool(progress)) as bar:
-            for index, features, error, seconds in _in_order(self._results(bar.track(batches), on_error)):
+            for index, features, error, seconds in _in_order(
+                run_batches(
+                    self.runner,
+                    bar.track(batches),
+                    cutting=self.cutting,
+                    pooling=self.pooling,
+                    batch_size=self.batch_size,
+                    on_error=on_error,
+                )
+            ):
                 if error is not None:
                     warnings.warn(f"skipped: {error}", SkippedFileWarning, stacklevel=2)
                 bar.file_done(index, seconds)
@@ -596,93 +517,18 @@ class BEATsFeatureExtractor:
             cutting=self.cutting,
         )
         results: list[Features] = [None] * len(clips)  # type: ignore[list-item]
-        for index, features, _, _ in self._results(decode_units(units, self._decoder, 0), "raise"):
+        for index, features, _, _ in run_batches(
+            self.runner,
+            decode_units(units, self._decoder, 0),
+            cutting=self.cutting,
+            pooling=self.pooling,
+            batch_size=self.batch_size,
+            on_error="raise",
+        ):
             results[index] = _named(features, f"<array {index}>")
         return results
 
     # ------------------------------------------------------------------ the model
-    def _results(
-        self, batches: Iterable[DecodedBatch], on_error: OnError
-    ) -> Iterator[tuple[int, Features | None, AudioDecodeError | None, float]]:
-        """Run the model on decoded batches; yield ``(index, features, error, seconds)`` as recordings finish."""
-        recordings: dict[int, _Recording] = {}
-        errors: dict[int, AudioDecodeError] = {}
-        for batch in batches:
-            for index, error in batch.errors.items():
-                if on_error == "raise":
-                    raise error
-                errors[index] = error
-                recordings.pop(index, None)
-            keep = [k for k, row in enumerate(batch.rows) if row.index not in errors]
-            for start in range(0, len(keep), self.batch_size):
-                chunk = keep[start : start + self.batch_size]
-                rows = [batch.rows[k] for k in chunk]
-                longest = max(self.cutting.min_samples, *(row.window.length for row in rows))
-                waveforms = batch.waveforms  # (R, N), padded to the longest row of the unit
-                if len(chunk) < waveforms.shape[0] or longest < waveforms.shape[1]:  # type: ignore[union-attr]
-                    waveforms = waveforms[chunk, :longest]  # type: ignore[index]
-                peaks = waveforms.abs().amax(dim=1).tolist()  # type: ignore[union-attr]
-                outputs = self.runner.run(waveforms, rows)  # type: ignore[arg-type]
-                for row, (value, weight), peak in zip(rows, outputs, peaks, strict=True):
-                    if weight >= 0:
-                        recording = recordings.setdefault(row.index, _Recording(self))
-                        recording.add(row.clip_number, row.clip, value, weight, peak)
-            for index in batch.finished:
-                if index in errors:
-                    yield index, None, errors.pop(index), 0.0
-                    continue
-                recording = recordings.pop(index, None)
-                if recording is None or not recording.clips:
-                    error = AudioDecodeError(f"no audio could be decoded from recording number {index}")
-                    if on_error == "raise":
-                        raise error
-                    yield index, None, error, 0.0
-                    continue
-                yield index, recording.result(), None, recording.seconds
-
-
-class _Recording:
-    """The clips of one recording gathered so far, each with its accumulator."""
-
-    def __init__(self, extractor: BEATsFeatureExtractor) -> None:
-        self.extractor = extractor
-        self.clips: dict[int, tuple[Clip, PooledAccumulator | FrameAccumulator]] = {}
-        self.peaks: dict[int, float] = {}
-
-    @property
-    def seconds(self) -> float:
-        """The duration of the audio it held (the end of its last clip)."""
-        return max(clip.stop for clip, _ in self.clips.values()) / SAMPLE_RATE
-
-    def add(self, number: int, clip: Clip, value: np.ndarray, weight: int, peak: float) -> None:
-        """Add what one row gave to its clip (a clip cut short by the data keeps its shortest extent), and its peak."""
-        if number in self.clips:
-            known, accumulator = self.clips[number]
-            clip = clip if clip.stop < known.stop else known
-        elif self.extractor.pooling is not None:
-            accumulator = PooledAccumulator(self.extractor.pooling)
-        else:
-            accumulator = FrameAccumulator(clip.start_seconds, self.extractor.cutting.patch_size)
-        self.clips[number] = (clip, accumulator)
-        self.peaks[number] = max(peak, self.peaks.get(number, 0.0))
-        accumulator.add(value, weight)
-
-    def result(self) -> Features:
-        """The recording's features: its one clip's, or every clip's as :class:`ClipFeatures`."""
-        ordered = [self.clips[number] for number in sorted(self.clips)]
-        if self.extractor.clip_rule.clip_seconds is None:
-            return ordered[0][1].result()
-        values = [accumulator.result() for _, accumulator in ordered]
-        features = (
-            values if self.extractor.pooling is None else np.stack(values).astype(np.float32, copy=False)
-        )
-        return ClipFeatures(
-            paths=[""] * len(ordered),
-            starts=np.array([clip.start_seconds for clip, _ in ordered]),
-            ends=np.array([clip.end_seconds for clip, _ in ordered]),
-            features=features,
-            peaks=np.array([self.peaks[number] for number in sorted(self.clips)], dtype=np.float32),
-        )
 
 
 # --------------------------------------------------------------------------- helpers

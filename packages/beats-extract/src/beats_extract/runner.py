@@ -11,21 +11,39 @@ gives alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from beats_core.errors import ConfigError
+from beats_core.devices import resolve_device, resolve_dtype
+from beats_core.errors import AudioDecodeError, ConfigError
+from beats_core.factory import create_model
 from beats_core.geometry import num_time_steps, step_samples
 from beats_core.model import BEATs
+from beats_core.registry import DEFAULT_MODEL
+from beats_extract.accumulators import ClipFeatures, FrameEmbeddings, RecordingAccumulator
 from beats_extract.framing import aligned_padding_mask
-from beats_extract.loading import Row
+from beats_extract.loading import Cutting, DecodedBatch, Row
+from beats_extract.onnx_model import OnnxModel
 from beats_extract.poolings import Pooling
 
-__all__ = ["LayerSelection", "ModelRunner", "OnnxRunner", "RowOutput", "resolve_layers"]
+__all__ = [
+    "LayerSelection",
+    "ModelRunner",
+    "OnnxRunner",
+    "RowOutput",
+    "open_runner",
+    "resolve_layers",
+    "run_batches",
+]
+
+logger = logging.getLogger(__name__)
 
 #: ``layer=``: one hidden state (index), several (concatenated), or ``"all"`` (stacked).
 LayerSelection = int | Sequence[int] | Literal["all"]
@@ -223,6 +241,7 @@ class OnnxRunner:
     """
 
     stacked = False
+    dtype = torch.float32  # what an exported graph computes in, as far as its inputs and outputs go
     patch_size = 16
     device = torch.device("cpu")
 
@@ -266,3 +285,131 @@ class OnnxRunner:
             outputs.append(steps * (128 // self.patch_size))
         pooled = self.model(waveforms.numpy(), lengths)
         return list(zip(pooled, outputs, strict=True))
+
+
+def run_batches(
+    runner: ModelRunner | OnnxRunner,
+    batches: Iterable[DecodedBatch],
+    *,
+    cutting: Cutting,
+    pooling: Pooling | None,
+    batch_size: int,
+    on_error: str,
+) -> Iterator[tuple[int, np.ndarray | FrameEmbeddings | ClipFeatures | None, AudioDecodeError | None, float]]:
+    """Run the model on decoded batches; yield ``(index, features, error, seconds)`` as recordings finish.
+
+    Args:
+        runner: what runs the model.
+        batches: decoded units of :mod:`beats_extract.loading`, in order.
+        cutting: how recordings were cut (the shortest window, the clip rule).
+        pooling: the pooling, or ``None`` for frame-level output.
+        batch_size: rows per run of the model.
+        on_error: ``"raise"`` the first decoding error, or ``"skip"``: yield it with its recording.
+
+    Yields:
+        For each finished recording: its number, its features (or None), its error (or None) and
+        the seconds of audio it held.
+
+    Raises:
+        AudioDecodeError: with ``on_error="raise"``, a recording that cannot be decoded.
+    """
+    recordings: dict[int, RecordingAccumulator] = {}
+    errors: dict[int, AudioDecodeError] = {}
+    for batch in batches:
+        for index, error in batch.errors.items():
+            if on_error == "raise":
+                raise error
+            errors[index] = error
+            recordings.pop(index, None)
+        keep = [k for k, row in enumerate(batch.rows) if row.index not in errors]
+        for start in range(0, len(keep), batch_size):
+            chunk = keep[start : start + batch_size]
+            rows = [batch.rows[k] for k in chunk]
+            longest = max(cutting.min_samples, *(row.window.length for row in rows))
+            waveforms = batch.waveforms  # (R, N), padded to the longest row of the unit
+            if len(chunk) < waveforms.shape[0] or longest < waveforms.shape[1]:  # type: ignore[union-attr]
+                waveforms = waveforms[chunk, :longest]  # type: ignore[index]
+            peaks = waveforms.abs().amax(dim=1).tolist()  # type: ignore[union-attr]
+            outputs = runner.run(waveforms, rows)  # type: ignore[arg-type]
+            for row, (value, weight), peak in zip(rows, outputs, peaks, strict=True):
+                if weight >= 0:
+                    recording = recordings.setdefault(
+                        row.index,
+                        RecordingAccumulator(
+                            pooling, cutting.patch_size, cutting.clips.clip_seconds is not None
+                        ),
+                    )
+                    recording.add(row.clip_number, row.clip, value, weight, peak)
+        for index in batch.finished:
+            if index in errors:
+                yield index, None, errors.pop(index), 0.0
+                continue
+            recording = recordings.pop(index, None)
+            if recording is None or not recording.clips:
+                error = AudioDecodeError(f"no audio could be decoded from recording number {index}")
+                if on_error == "raise":
+                    raise error
+                yield index, None, error, 0.0
+                continue
+            yield index, recording.result(), None, recording.seconds
+
+
+def open_runner(
+    model: str | os.PathLike[str] | BEATs | OnnxModel | None,
+    *,
+    pooling: Pooling | None,
+    layer: LayerSelection,
+    device: str | torch.device,
+    dtype: str | torch.dtype | None,
+) -> tuple[ModelRunner | OnnxRunner, str | None]:
+    """The runner of a model, and the model's name, as :class:`~beats_extract.extractor.BEATsFeatureExtractor` takes it.
+
+    Args:
+        model: a spec for :func:`beats_core.create_model` (``None``: the default model), a
+            ``BEATs`` (used as is), an ``.onnx`` file of embeddings exported by ``beats export``,
+            or an :class:`~beats_extract.onnx_model.OnnxModel` (its rows as they are).
+        pooling: the pooling (an ONNX graph must have been exported with it).
+        layer: the hidden states (an ONNX graph gives the last layer only).
+        device: where a BEATs model runs (``"auto"``: CUDA, then MPS, then the CPU; a ``BEATs``
+            instance stays where it is); it is moved there.
+        dtype: the precision of a BEATs model (see :func:`beats_core.devices.resolve_dtype`).
+
+    Returns:
+        The runner, and the model's name (None for a ``BEATs`` instance).
+
+    Raises:
+        ConfigError: an exported classifier given as a file, a layer an ONNX graph lacks, or a
+            model of another type.
+        CheckpointError: the model cannot be loaded.
+    """
+    onnx_file = isinstance(model, (str, os.PathLike)) and Path(model).suffix.lower() == ".onnx"
+    if onnx_file or isinstance(model, OnnxModel):
+        graph = model if isinstance(model, OnnxModel) else OnnxModel(model)
+        if onnx_file and graph.metadata.kind != "embeddings":
+            raise ConfigError(
+                f"{os.fspath(model)!r} is an exported classifier (class probabilities); embed with the "
+                "checkpoint or an export of the pre-trained model, or classify with `beats detect`"
+            )
+        if layer != -1:
+            raise ConfigError(f"an ONNX model gives the last layer only, not layer={layer!r}")
+        return OnnxRunner(graph, pooling), os.fspath(graph.path)
+    name: str | None = None
+    if isinstance(model, BEATs):
+        target = resolve_device(device, model.patch_embedding.weight.device)
+    elif model is None or isinstance(model, (str, os.PathLike)):
+        name = os.fspath(DEFAULT_MODEL if model is None else model)
+        target = resolve_device(device)
+        model = create_model(name, map_location=target)
+    else:
+        raise ConfigError(
+            "model must be a model name, a checkpoint path, an exported .onnx file or a BEATs "
+            f"instance, got {type(model).__name__}"
+        )
+    if model.patch_embedding.weight.device != target:
+        logger.info("moving the BEATs model to %s", target)
+        model.to(target)
+    layers, stacked = resolve_layers(layer, len(model.encoder.layers))
+    runner = ModelRunner(
+        model, pooling=pooling, layers=layers, stacked=stacked, dtype=resolve_dtype(dtype, target)
+    )
+    return runner, name
