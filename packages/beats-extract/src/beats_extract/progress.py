@@ -60,6 +60,8 @@ class AudioProgress:
         for batch in batches:
             yield batch
             if self.bar is not None and batch.seconds:
+                if self.bar.total is not None and self.bar.n + batch.seconds > self.bar.total:
+                    self.bar.total = self.bar.n + batch.seconds  # the estimate was short: never past 100 %
                 self.bar.update(batch.seconds)
 
     def file_done(self, index: int, seconds: float) -> None:
