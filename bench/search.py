@@ -243,7 +243,12 @@ def main() -> None:
     )
     parser.add_argument("--connectivity", type=int, default=HnswSettings.connectivity)
     parser.add_argument("--expansion-add", type=int, default=HnswSettings.expansion_add)
-    parser.add_argument("--expansion-search", type=int, default=HnswSettings.expansion_search)
+    parser.add_argument(
+        "--expansion-search",
+        type=int,
+        default=None,
+        help="default: by the graph's size (64, or 256 above 250,000 rows)",
+    )
     parser.add_argument("--vector-dtype", default=HnswSettings.vector_dtype)
     args = parser.parse_args()
     args.sweep = [int(value) for value in args.sweep.split(",") if value]

@@ -98,7 +98,8 @@ class FeatureIndex:
         mmap: open a saved graph memory-mapped (read only) instead of reading it into memory.
         connectivity: links per row in the graph (:class:`~beats_extract.hnsw.HnswSettings`).
         expansion_add: candidates considered when linking a row while building.
-        expansion_search: candidates kept while answering a query.
+        expansion_search: candidates kept while answering a query; default: 64 up to 250,000
+            rows, 256 above (see :meth:`~beats_extract.hnsw.HnswSettings.expansion_for`).
         vector_dtype: scalar type of the vectors in the graph: ``"f16"``, ``"f32"``, ``"bf16"``, ``"i8"``.
         progress: show a progress bar while building a graph (tqdm, on stderr).
 
@@ -121,7 +122,7 @@ class FeatureIndex:
         mmap: bool = True,
         connectivity: int = HnswSettings.connectivity,
         expansion_add: int = HnswSettings.expansion_add,
-        expansion_search: int = HnswSettings.expansion_search,
+        expansion_search: int | None = HnswSettings.expansion_search,
         vector_dtype: str = HnswSettings.vector_dtype,
         progress: bool = True,
     ) -> None:
