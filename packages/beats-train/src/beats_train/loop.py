@@ -379,16 +379,14 @@ class TrainingRun:
             "metrics": METRICS_FILE,
             "splits": SPLITS_FILE,
         }
-        results = TrainingResults(
-            best_epoch=self.epochs.best_epoch,
+        results = TrainingResults.of_run(
+            self.epochs,
             monitor=self.monitor,
-            best_score=self.epochs.best_score,
-            val_metrics=validation.metrics if validation is not None else {},
-            test_metrics=test.metrics if test is not None else None,
-            history=pd.DataFrame(self.epochs.history),
-            paths={"output_dir": self.folder.path, **{key: self.folder.file(n) for key, n in names.items()}},
+            validation=validation,
+            test=test,
+            folder=self.folder,
+            files=names,
             stopped_early=stopped_early,
-            epochs=self.epochs.epoch,
             mixed_precision=self.precision.precision,
         )
         if self.is_main:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from beats_train.evaluation import Evaluation
+    from beats_train.run_folder import RunFolder
+    from beats_train.state import EpochState
 
 __all__ = ["TrainingResults", "plain_json"]
 
@@ -48,6 +54,50 @@ class TrainingResults:
     epochs: int = 0
     mixed_precision: str = "no"
     embeddings: dict[str, Any] | None = None
+
+    @classmethod
+    def of_run(
+        cls,
+        epochs: EpochState,
+        *,
+        monitor: str,
+        validation: Evaluation | None,
+        test: Evaluation | None,
+        folder: RunFolder,
+        files: Mapping[str, str],
+        stopped_early: bool,
+        mixed_precision: str,
+        embeddings: dict[str, Any] | None = None,
+    ) -> TrainingResults:
+        """The results of a finished run: its epochs, the best model's evaluations and its files.
+
+        Args:
+            epochs: where the run stands (history, best epoch and score, epochs finished).
+            monitor: the validation metric that chose the best epoch.
+            validation: the best model on the validation set, or None without one.
+            test: the best model on the test set, or None without one.
+            folder: the run folder.
+            files: the run's files by name (``best_model``, ``config``, ...), names inside the folder.
+            stopped_early: whether early stopping ended the run.
+            mixed_precision: the precision the run trained in.
+            embeddings: what a store gave a linear probe, or None.
+
+        Returns:
+            The results; ``paths`` holds ``output_dir`` and every file of ``files``.
+        """
+        return cls(
+            best_epoch=epochs.best_epoch,
+            monitor=monitor,
+            best_score=epochs.best_score,
+            val_metrics=validation.metrics if validation is not None else {},
+            test_metrics=test.metrics if test is not None else None,
+            history=pd.DataFrame(epochs.history),
+            paths={"output_dir": folder.path, **{key: folder.file(name) for key, name in files.items()}},
+            stopped_early=stopped_early,
+            epochs=epochs.epoch,
+            mixed_precision=mixed_precision,
+            embeddings=embeddings,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The results as plain data (JSON-serialisable); ``history`` as a list of rows."""
