@@ -94,6 +94,8 @@ class ClipClassifier:
         layer_weights: Sequence[float] | None = None,
         clip_seconds: float | None = None,
     ) -> None:
+        #: The exported graph that classifies the clips itself (an :class:`OnnxClipClassifier`'s), else None.
+        self.graph: OnnxModel | None = None
         if isinstance(model, BEATs):
             self.name = "the model" if model.checkpoint_path is None else str(model.checkpoint_path)
             self.model = model
@@ -187,10 +189,12 @@ class ClipClassifier:
             num_workers: decoding processes (default: the extractor's).
 
         Returns:
-            A mean-pooling extractor of the layers the head reads, on the model's device.
+            A mean-pooling extractor of the layers the head reads, on the model's device (for an
+            :class:`OnnxClipClassifier`, on the graph, whose rows are the clips' probabilities;
+            ``dtype`` does not apply to it).
         """
         return BEATsFeatureExtractor(
-            self.model,
+            self.model if self.graph is None else self.graph,
             pooling="mean",
             layer=self.layer,
             dtype=dtype,
@@ -473,37 +477,6 @@ class OnnxClipClassifier(ClipClassifier):
     def fingerprint(self) -> str:
         """The SHA-256 of the ONNX file and the labels shown."""
         return hashlib.sha256(f"{self.encoder_fingerprint}{self.labels!r}".encode()).hexdigest()
-
-    def feature_extractor(
-        self,
-        *,
-        clip_seconds: float | None,
-        clip_overlap: float = 0.0,
-        dtype: str | torch.dtype | None = "auto",
-        batch_size: int = 16,
-        num_workers: int | None = None,
-    ) -> BEATsFeatureExtractor:
-        """An extractor on the graph that gives each clip's probabilities, each clip run whole and alone.
-
-        Args:
-            clip_seconds: the clip length (the one clip rule); ``None``: each recording one clip.
-            clip_overlap: seconds shared by consecutive clips.
-            dtype: unused: the graph runs in the precision it was exported in.
-            batch_size: clips per run of the graph.
-            num_workers: decoding processes (default: the extractor's).
-
-        Returns:
-            The extractor.
-        """
-        return BEATsFeatureExtractor(
-            self.graph,
-            pooling="mean",
-            batch_size=batch_size,
-            num_workers=num_workers,
-            window_seconds=None,
-            clip_seconds=clip_seconds,
-            clip_overlap=clip_overlap,
-        )
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Logits that give the graph's probabilities again (sigmoid: log-odds; softmax: log-probabilities).
