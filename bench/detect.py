@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import testkit  # noqa: E402
+from _memory import current_rss, peak_rss, reset_peak_rss  # noqa: E402
 
 from beats_core import BEATs, BEATsConfig, save_checkpoint  # noqa: E402
 from beats_core.audioset import audioset_classes  # noqa: E402
@@ -185,9 +185,8 @@ def memory_child(args: argparse.Namespace, model_path: Path, audio: Path) -> Non
     """Runs in a fresh process; prints JSON with the peak RSS of a detection above the loaded model."""
     classifier = ClipClassifier(model_path, device="cpu")
     classifier.classify(np.zeros((1, 768), np.float32))
-    loaded = _current_rss()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident memory (VmHWM) to the current one
+    loaded = current_rss()
+    reset_peak_rss()
     out = Path(tempfile.mkdtemp(prefix="bench-detect-memory-"))
     try:
         seconds, _, table = timed(
@@ -204,20 +203,9 @@ def memory_child(args: argparse.Namespace, model_path: Path, audio: Path) -> Non
         )
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    peak = _peak_rss()
+    peak = peak_rss()
     figures = {"model_mb": loaded / 2**20, "peak_above_model_mb": (peak - loaded) / 2**20, "seconds": seconds}
     print(json.dumps({**figures, "detections": len(table)}))
-
-
-def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
 
 
 def memory(args: argparse.Namespace) -> None:

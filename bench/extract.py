@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import testkit  # noqa: E402
 from _flops import layers_gflop, matmul_gflops, model_gflop  # noqa: E402
+from _memory import current_rss, peak_rss, reset_peak_rss  # noqa: E402
 from _official import official_beats  # noqa: E402
 
 from beats_core import BEATs, BEATsConfig, load_audio  # noqa: E402
@@ -206,9 +206,8 @@ def memory_child(kind: str, batch_size: int) -> None:
     model = BEATs(BEATsConfig.base()).eval()
     extractor = BEATsFeatureExtractor(model, batch_size=batch_size, num_workers=0)
     extractor.extract_from_array(np.zeros(16000 * 2, np.float32))  # warm-up on a small clip
-    loaded = _current_rss()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident memory (VmHWM) to the current one
+    loaded = current_rss()
+    reset_peak_rss()
     start = time.perf_counter()
     if kind == "hour":
         path = CACHE / "one_hour_44k.wav"
@@ -217,7 +216,7 @@ def memory_child(kind: str, batch_size: int) -> None:
         clips = [testkit.noise(10.0, seed=i) for i in range(batch_size)]
         features = extractor.extract_from_arrays(clips)
     seconds = time.perf_counter() - start
-    peak = _peak_rss()
+    peak = peak_rss()
     print(
         json.dumps(
             {
@@ -228,17 +227,6 @@ def memory_child(kind: str, batch_size: int) -> None:
             }
         )
     )
-
-
-def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
 
 
 def memory(args: argparse.Namespace) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _memory import current_rss, peak_rss, reset_peak_rss
 
 from beats_extract import FeatureIndex
 from beats_extract.hnsw import HnswSettings
@@ -78,22 +79,6 @@ def cpu_model() -> str:
             (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
             platform.processor(),
         )
-
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the peak resident memory (VmHWM) becomes the current one
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith("VmHWM:"))
-    return int(line.split()[1]) * 1024
 
 
 def timed(fn):
