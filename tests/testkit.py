@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import subprocess
 import sys
@@ -363,3 +365,19 @@ def assert_same_store_rows(first_store: Path, second_store: Path, atol: float = 
     np.testing.assert_allclose(first.starts[i], second.starts[j])
     np.testing.assert_allclose(first.ends[i], second.ends[j])
     np.testing.assert_allclose(first.features[i], second.features[j], atol=atol)
+
+
+class FullDisk(io.RawIOBase):
+    """A file that takes ``room`` bytes, then fails as a full disk does (``OSError`` ENOSPC)."""
+
+    def __init__(self, target: io.BufferedIOBase, room: int) -> None:
+        self.target, self.room = target, room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return self.target.write(data)

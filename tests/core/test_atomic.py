@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-import io
-
 import pytest
+import testkit
 import torch
 
 from beats_core.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from beats_core.errors import BeatsError, DiskFullError
-
-
-class _FullDisk(io.RawIOBase):
-    """A file that takes ``room`` bytes, then fails as a full disk does."""
-
-    def __init__(self, target: io.BufferedIOBase, room: int) -> None:
-        self.target, self.room = target, room
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return self.target.write(data)
 
 
 def test_a_full_disk_under_torch_save_is_a_disk_full_error_naming_the_file(tmp_path):
@@ -36,7 +18,7 @@ def test_a_full_disk_under_torch_save_is_a_disk_full_error_naming_the_file(tmp_p
         atomic_path(target) as temporary,
         temporary.open("wb") as f,
     ):
-        torch.save({"weights": torch.zeros(10_000)}, _FullDisk(f, 2_000))  # torch raises RuntimeError
+        torch.save({"weights": torch.zeros(10_000)}, testkit.FullDisk(f, 2_000))  # torch raises RuntimeError
     assert isinstance(caught.value, BeatsError) and isinstance(caught.value, OSError)
     assert target.read_bytes() == b"the previous file"  # left untouched
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import fractions
-import io
 import os
 import shlex
 import signal
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import testkit
 import torch
 
 from beats_core import ConfigError, DatasetError, TrainingError
@@ -29,22 +28,6 @@ QUICK = ["--model", "random:tiny", "--batch-size", "8", "--no-validate", "--no-p
 def _beats_lines(error_output: str) -> list[str]:
     """The lines the ``beats`` command itself printed (log lines left out)."""
     return [line for line in error_output.splitlines() if line.startswith("beats:")]
-
-
-class _FullDisk(io.RawIOBase):
-    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
-
-    def __init__(self, target: io.BufferedIOBase, room: int) -> None:
-        self.target, self.room = target, room
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:
-        if len(data) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.room -= len(data)
-        return self.target.write(data)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="chmod does not bind root (the next test covers root)")
@@ -88,7 +71,7 @@ def test_a_full_disk_is_named_and_the_printed_command_continues_the_run(
     def save_on_a_disk_that_fills_up(obj, f, *args, **kwargs):
         saves.append(f)
         if len(saves) > 2:  # epoch 1 wrote best_model.pt and state.pt; then the disk is full
-            f = _FullDisk(f, 1000)
+            f = testkit.FullDisk(f, 1000)
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_on_a_disk_that_fills_up)
