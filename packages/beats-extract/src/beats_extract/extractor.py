@@ -215,9 +215,6 @@ class BEATsFeatureExtractor:
         self.runner, self.model_name = open_runner(
             model, pooling=self.pooling, layer=layer, device=device, dtype=dtype
         )
-        #: The BEATs model it runs (None for an exported ONNX graph).
-        self.model: BEATs | None = self.runner.model if isinstance(self.runner, ModelRunner) else None
-        self.dtype = self.runner.dtype
         self.num_workers = _default_workers(self.device) if num_workers is None else num_workers
         self.cutting = Cutting(
             clips=ClipRule(clip_seconds, clip_overlap),
@@ -227,6 +224,16 @@ class BEATsFeatureExtractor:
         self._decoder = UnitDecoder(self.cutting)
 
     # ------------------------------------------------------------------ description
+    @property
+    def model(self) -> BEATs | None:
+        """The BEATs model it runs (None for an exported ONNX graph)."""
+        return self.runner.model if isinstance(self.runner, ModelRunner) else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the model runs in (float32 for an exported ONNX graph)."""
+        return self.runner.dtype
+
     @property
     def device(self) -> torch.device:
         """Where the model is, hence where it runs (moving the model moves the extraction)."""
